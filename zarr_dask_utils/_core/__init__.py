@@ -1,0 +1,1 @@
+"""Core: locations, cluster, hierarchy, graph helpers, reports, errors and config."""

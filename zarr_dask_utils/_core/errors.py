@@ -1,0 +1,82 @@
+"""Exceptions raised by zarr-dask-utils.
+
+Every exception derives from :class:`ZarrDaskUtilsError` and from the builtin a caller would
+catch for the same situation (``FileNotFoundError``, ``ValueError``, ``PermissionError``,
+``ConnectionError``, ``TimeoutError``).  Each class has a stable, append-only ``kind`` code that
+``zdu --json`` prints, so scripts can branch on it without parsing messages.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "ClusterConnectionError",
+    "EndpointUnreachableError",
+    "InvalidOptionError",
+    "NotAZarrStoreError",
+    "ReadOnlyStoreError",
+    "StoreAccessDeniedError",
+    "StoreNotFoundError",
+    "ZarrDaskUtilsError",
+    "ZarrDaskUtilsWarning",
+]
+
+
+class ZarrDaskUtilsError(Exception):
+    """Base class of every error raised on purpose by zarr-dask-utils.
+
+    The message is one paragraph: where, what was expected, what was found, what to do next.
+    """
+
+    kind: ClassVar[str] = "error"
+
+    def to_dict(self) -> dict[str, str]:
+        """Return a JSON-safe description (``kind``, ``type``, ``message``)."""
+        return {"kind": self.kind, "type": type(self).__name__, "message": str(self)}
+
+
+class StoreNotFoundError(ZarrDaskUtilsError, FileNotFoundError):
+    """Nothing exists at the given location (no directory, no object prefix, no bucket)."""
+
+    kind = "store-not-found"
+
+
+class NotAZarrStoreError(ZarrDaskUtilsError, ValueError):
+    """Something exists at the location, but it holds no Zarr metadata document."""
+
+    kind = "not-a-zarr-store"
+
+
+class InvalidOptionError(ZarrDaskUtilsError, ValueError):
+    """An argument or option is invalid, or would be silently ignored."""
+
+    kind = "invalid-option"
+
+
+class ReadOnlyStoreError(ZarrDaskUtilsError, PermissionError):
+    """A modification was requested on a store that cannot be written."""
+
+    kind = "read-only"
+
+
+class StoreAccessDeniedError(ZarrDaskUtilsError, PermissionError):
+    """The storage service refused the credentials or the request."""
+
+    kind = "access-denied"
+
+
+class EndpointUnreachableError(ZarrDaskUtilsError, ConnectionError):
+    """The storage endpoint could not be reached (connection refused, DNS, timeout)."""
+
+    kind = "endpoint-unreachable"
+
+
+class ClusterConnectionError(ZarrDaskUtilsError, TimeoutError):
+    """No Dask scheduler answered at the given address or scheduler file."""
+
+    kind = "cluster-unreachable"
+
+
+class ZarrDaskUtilsWarning(UserWarning):
+    """Base class of the warnings zarr-dask-utils emits."""

@@ -1,0 +1,98 @@
+"""Run a feature's graph: on the cluster in a named span, or on threads when it must.
+
+Features build their tasks (``dask.delayed``) and hand them to :func:`run_graph`, which runs
+them with one ``compute`` inside ``distributed.span("zdu-<op>")`` so the dashboard groups the
+work, shows a progress bar when someone is watching, and says which engine ran and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import dask
+from distributed import Client, span
+
+from zarr_dask_utils._core.cluster import describe_client, get_client
+from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.locations import Location
+
+__all__ = ["GraphResult", "interactive", "run_graph", "task_name"]
+
+logger = logging.getLogger(__name__)
+
+
+def interactive() -> bool:
+    """``True`` in a terminal or a notebook, where a progress bar helps a human."""
+    try:
+        shell = get_ipython().__class__.__name__  # type: ignore[name-defined]
+    except NameError:
+        shell = ""
+    return shell == "ZMQInteractiveShell" or bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def task_name(op: str, *parts: Any) -> str:
+    """A task key ``zdu-<op>-<token>``; the dashboard groups tasks by the ``zdu-<op>`` prefix."""
+    return f"zdu-{op}-{dask.base.tokenize(*parts)}"
+
+
+class GraphResult(tuple[Any, ...]):
+    """The computed values of a graph, plus ``engine``: which engine ran it and why."""
+
+    engine: str
+
+    def __new__(cls, values: Sequence[Any], engine: str) -> GraphResult:
+        obj = super().__new__(cls, values)
+        obj.engine = engine
+        return obj
+
+
+def run_graph(
+    collections: Sequence[Any],
+    *,
+    location: Location,
+    op: str,
+    client: Client | None = None,
+    progress: bool | None = None,
+) -> GraphResult:
+    """Compute Dask *collections* once and return their values with an engine description.
+
+    Parameters
+    ----------
+    collections
+        Delayed objects / collections built by a feature.
+    location
+        The store the graph works on; an in-memory store cannot be shared with worker
+        processes, so its graph runs on threads in this process.
+    op
+        Operation name; the span is ``zdu-<op>``.
+    client
+        Client to use; see :func:`~zarr_dask_utils.get_client` for the fallback order.
+    progress
+        Show a progress bar; ``None`` resolves from ``zarr-dask-utils.progress``, then from
+        whether a human is watching.
+    """
+    show = get_option("progress", progress)
+    if show is None:
+        show = interactive()
+    if not location.shareable:
+        why = f"threads in this process ({location.display} is in memory, invisible to workers)"
+        if show:
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar():
+                values = dask.compute(*collections, scheduler="threads")
+        else:
+            values = dask.compute(*collections, scheduler="threads")
+        return GraphResult(values, why)
+    with get_client(client) as cl:
+        with span(f"zdu-{op}"):
+            futures = cl.compute(list(collections))
+        if show:
+            from distributed import progress as dask_progress
+
+            dask_progress(futures)
+        values = cl.gather(futures)
+        return GraphResult(values, describe_client(cl))

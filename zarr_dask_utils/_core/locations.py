@@ -1,0 +1,283 @@
+"""Locations: turn whatever the user has into a zarr-python 3 store, on any process.
+
+A :class:`Location` is a small, picklable description of a store (URL + ``storage_options``,
+or the store object itself) that a Dask worker process can reopen.  :func:`resolve_location`
+builds one from a local path, ``file://``, ``s3://``, ``memory://``, a ``.zip`` file, a zarr
+``Store``, ``Group`` or ``Array``, or an fsspec mapper; :func:`open_store` and
+:func:`open_node` are the public entry points built on it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+import zarr
+from zarr.abc.store import Store
+from zarr.storage import FsspecStore, LocalStore, MemoryStore, ZipStore
+
+from zarr_dask_utils._core.errors import InvalidOptionError, ReadOnlyStoreError
+
+if TYPE_CHECKING:
+    from fsspec.mapping import FSMap
+
+__all__ = [
+    "Location",
+    "StoreLike",
+    "open_store",
+    "redact",
+    "resolve_location",
+]
+
+StoreLike: TypeAlias = "str | os.PathLike[str] | Store | zarr.Group | zarr.Array | FSMap"
+
+_URL = re.compile(r"^(?P<proto>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<rest>.*)$")
+_CREDENTIALS_IN_URL = re.compile(r"(?P<proto>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+
+
+def redact(url: str) -> str:
+    """Remove ``user:password@`` from a URL so it can be shown or logged."""
+    return _CREDENTIALS_IN_URL.sub(r"\g<proto>***@", url)
+
+
+@dataclass(frozen=True)
+class Location:
+    """A store that any process of the cluster can reopen.
+
+    Parameters
+    ----------
+    url
+        Canonical address: absolute local path, ``s3://bucket/prefix``, ``memory://…``,
+        ``/path/data.zip`` or ``<TypeName>`` for a store object given directly.
+    kind
+        ``"local"``, ``"zip"``, ``"fsspec"`` or ``"object"``.
+    storage_options
+        fsspec options (credentials, endpoint); never shown in reports.
+    path
+        Node path inside the store (``""`` is the store root).
+    read_only
+        Open the store read-only.
+    store
+        The store object itself, for ``kind == "object"``.
+    """
+
+    url: str
+    kind: str
+    storage_options: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    path: str = ""
+    read_only: bool = True
+    store: Store | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def display(self) -> str:
+        """The URL (and node path) with credentials removed, for reports and messages."""
+        url = redact(self.url)
+        return f"{url}#{self.path}" if self.path else url
+
+    @property
+    def is_remote(self) -> bool:
+        """``True`` for object stores reached over a network (S3, GCS, HTTP, …)."""
+        if self.kind == "fsspec":
+            proto = _URL.match(self.url)
+            return bool(proto) and proto.group("proto") not in ("memory", "file")  # type: ignore[union-attr]
+        if self.kind == "object" and isinstance(self.store, FsspecStore):
+            protocol = self.store.fs.protocol
+            protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+            return not set(protocols) & {"memory", "file", "local"}
+        return False
+
+    @property
+    def shareable(self) -> bool:
+        """Whether worker processes see the same data (``False`` for in-memory stores)."""
+        if self.kind == "fsspec":
+            return not self.url.startswith("memory://")
+        if self.kind == "object":
+            if isinstance(self.store, MemoryStore):
+                return False
+            if isinstance(self.store, FsspecStore):
+                protocol = self.store.fs.protocol
+                protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
+                return "memory" not in protocols
+            return True
+        return True
+
+    def with_read_only(self, read_only: bool) -> Location:
+        """Return a copy opened with another ``read_only`` flag."""
+        return Location(
+            self.url, self.kind, self.storage_options, self.path, read_only, self.store
+        )
+
+    def open_store(self) -> Store:
+        """Open (or reuse, per process) the zarr store for this location."""
+        if self.kind == "object":
+            assert self.store is not None
+            if self.store.read_only and not self.read_only:
+                raise ReadOnlyStoreError(
+                    f"The store given for {self.display} was opened read-only, but this operation "
+                    "writes to it. Pass a writable store, or the path/URL so zarr-dask-utils can "
+                    "open it writable."
+                )
+            return self.store
+        key = (self.url, self.kind, _freeze(self.storage_options), self.read_only)
+        with _CACHE_LOCK:
+            store = _STORE_CACHE.get(key)
+            if store is None:
+                store = _make_store(self)
+                _STORE_CACHE[key] = store
+        return store
+
+
+_STORE_CACHE: dict[tuple[Any, ...], Store] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+
+
+def _make_store(loc: Location) -> Store:
+    if loc.kind == "local":
+        return LocalStore(loc.url, read_only=loc.read_only)
+    if loc.kind == "zip":
+        return ZipStore(loc.url, mode="r" if loc.read_only else "a", read_only=loc.read_only)
+    if loc.url.startswith("s3://"):
+        _require_s3fs()
+    return FsspecStore.from_url(
+        loc.url, storage_options=dict(loc.storage_options), read_only=loc.read_only
+    )
+
+
+def _require_s3fs() -> None:
+    try:
+        import s3fs  # noqa: F401
+    except ImportError as err:  # pragma: no cover - s3fs is in the [s3] extra
+        raise InvalidOptionError(
+            "Reading s3:// URLs needs s3fs, which is not installed. Install the extra: "
+            "pip install 'zarr-dask-utils[s3]'."
+        ) from err
+
+
+def resolve_location(
+    store: StoreLike | Location,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    read_only: bool = True,
+) -> Location:
+    """Describe *store* as a :class:`Location` without touching it.
+
+    Parameters
+    ----------
+    store
+        A local path, ``file://`` / ``s3://`` / ``memory://`` / other fsspec URL, a ``.zip``
+        file, a zarr ``Store``, ``Group`` or ``Array``, or an fsspec mapper.
+    storage_options
+        fsspec options for URLs; rejected for local paths and objects, where they would be
+        silently ignored.
+    read_only
+        Whether the store is opened read-only.
+
+    Returns
+    -------
+    Location
+
+    Raises
+    ------
+    InvalidOptionError
+        For an unsupported type or for ``storage_options`` that would be ignored.
+    """
+    if isinstance(store, Location):
+        return store if store.read_only == read_only else store.with_read_only(read_only)
+    options = dict(storage_options or {})
+
+    def _no_options(what: str) -> None:
+        if options:
+            raise InvalidOptionError(
+                f"storage_options were given for {what}, where they would be ignored. "
+                "Remove them, or pass a URL (e.g. s3://bucket/path) that they apply to."
+            )
+
+    if isinstance(store, zarr.Array | zarr.Group):
+        _no_options(f"the zarr {type(store).__name__} {store.store_path}")
+        inner = store.store_path.store
+        return _location_of_store(inner, path=store.path, read_only=read_only)
+    if isinstance(store, Store):
+        _no_options(f"the store object {store!r}")
+        return _location_of_store(store, path="", read_only=read_only)
+    if type(store).__name__ == "FSMap":
+        _no_options("an fsspec mapper (its filesystem carries its own options)")
+        mapped = FsspecStore.from_mapper(store, read_only=read_only)  # type: ignore[arg-type]
+        return _location_of_store(mapped, path="", read_only=read_only)
+    if isinstance(store, os.PathLike):
+        store = os.fspath(store)
+    if not isinstance(store, str):
+        raise InvalidOptionError(
+            f"Cannot open a store from a {type(store).__name__}. Pass a path, a URL such as "
+            "s3://bucket/data.zarr, a zarr Store, Group or Array, or an fsspec mapper."
+        )
+    match = _URL.match(store)
+    if match and match.group("proto") in ("file", "local"):
+        _no_options(f"the local URL {store!r}")
+        store = match.group("rest")
+        match = None
+    if match is None:
+        _no_options(f"the local path {store!r}")
+        path = str(Path(store).expanduser().resolve())
+        if path.lower().endswith(".zip"):
+            return Location(path, "zip", {}, "", read_only)
+        return Location(path, "local", {}, "", read_only)
+    url = store.rstrip("/") if not store.endswith("://") else store
+    return Location(url, "fsspec", options, "", read_only)
+
+
+def _location_of_store(store: Store, *, path: str, read_only: bool) -> Location:
+    if isinstance(store, LocalStore):
+        return Location(str(Path(store.root).resolve()), "local", {}, path, read_only)
+    if isinstance(store, ZipStore):
+        return Location(str(Path(store.path).resolve()), "zip", {}, path, read_only)
+    name = type(store).__name__
+    if isinstance(store, FsspecStore):
+        protocol = store.fs.protocol
+        proto = protocol if isinstance(protocol, str) else protocol[0]
+        name = f"{proto}://{store.path}"
+    return Location(name, "object", {}, path, read_only, store)
+
+
+def open_store(
+    store: StoreLike,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    read_only: bool = True,
+) -> Store:
+    """Open *store* as a zarr-python 3 ``Store`` (read-only unless asked).
+
+    Parameters
+    ----------
+    store
+        Anything :func:`resolve_location` accepts.
+    storage_options
+        fsspec options for URLs (credentials, ``endpoint_url``, …).
+    read_only
+        Open read-only (the default) or writable.
+
+    Returns
+    -------
+    zarr.abc.store.Store
+
+    Examples
+    --------
+    >>> import zarr
+    >>> from zarr_dask_utils import open_store
+    >>> s = open_store(zarr.storage.MemoryStore())
+    >>> type(s).__name__
+    'MemoryStore'
+    """
+    return resolve_location(store, storage_options=storage_options, read_only=read_only).open_store()

@@ -1,0 +1,124 @@
+"""Probe a location before any graph runs: does it exist, is it Zarr, which format.
+
+Runs in the calling process with a handful of requests, so a wrong path, a missing bucket,
+bad credentials or an unreachable endpoint fail in a second with a clear message, before a
+cluster is started.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from zarr_dask_utils._core.errors import NotAZarrStoreError, StoreNotFoundError
+from zarr_dask_utils._core.hierarchy import ARRAY_V2, GROUP_V2, ZARR_JSON
+from zarr_dask_utils._core.locations import Location
+from zarr_dask_utils._core.storeio import join_key, list_dir, read_keys, storage_errors
+
+__all__ = ["Probe", "probe_location"]
+
+_MAX_CHILDREN_CHECKED = 50
+
+
+@dataclass(frozen=True, slots=True)
+class Probe:
+    """What the root of a location holds.
+
+    ``zarr_format`` is the format of the root document, or of the documents one level down
+    when the root has none (``root_missing``); ``mixed`` is ``True`` when the root holds
+    documents of both formats.
+    """
+
+    zarr_format: int
+    root_kind: str | None
+    root_missing: bool
+    mixed: bool
+    children_with_documents: tuple[str, ...] = ()
+
+
+def _nearest_existing(path: Path) -> Path | None:
+    for parent in path.parents:
+        if parent.exists():
+            return parent
+    return None  # pragma: no cover - "/" always exists
+
+
+def probe_location(location: Location, *, allow_missing_root: bool = False) -> Probe:
+    """Check that *location* holds Zarr data and detect its format.
+
+    Parameters
+    ----------
+    location
+        Where to look.
+    allow_missing_root
+        Accept a location whose root document is missing when documents exist one level down
+        (validate and repair want to report and fix exactly that).
+
+    Raises
+    ------
+    StoreNotFoundError
+        Nothing exists there.
+    NotAZarrStoreError
+        Something exists, but no Zarr document at the root (nor one level down when
+        ``allow_missing_root``).
+    StoreAccessDeniedError, EndpointUnreachableError
+        From the storage service.
+    """
+    where = location.display
+    if location.kind in ("local", "zip"):
+        path = Path(location.url)
+        if not path.exists():
+            near = _nearest_existing(path)
+            raise StoreNotFoundError(
+                f"No Zarr store at {where}: the path does not exist"
+                + (f" (the nearest existing folder is {str(near)!r})." if near else ".")
+                + " Check the path, or create the store first."
+            )
+        if location.kind == "local" and not path.is_dir():
+            raise NotAZarrStoreError(
+                f"{where} is a file, not a Zarr store (a directory, or a .zip file). Pass the "
+                "directory that holds zarr.json or .zgroup/.zarray."
+            )
+    with storage_errors(where):
+        store = location.open_store()
+        names = (ZARR_JSON, GROUP_V2, ARRAY_V2)
+        docs = read_keys(store, [join_key(location.path, n) for n in names])
+        found = {n: docs[join_key(location.path, n)] is not None for n in names}
+        if found[ZARR_JSON] or found[GROUP_V2] or found[ARRAY_V2]:
+            is_v3 = found[ZARR_JSON]
+            kind = "array" if found[ARRAY_V2] else "group"
+            if is_v3:
+                raw = docs[join_key(location.path, ZARR_JSON)] or b""
+                kind = "array" if b'"array"' in raw else "group"
+            return Probe(
+                zarr_format=3 if is_v3 else 2,
+                root_kind=kind,
+                root_missing=False,
+                mixed=is_v3 and (found[GROUP_V2] or found[ARRAY_V2]),
+            )
+        entries = list_dir(store, location.path)
+    if not entries:
+        raise StoreNotFoundError(
+            f"No Zarr store at {where}: nothing is stored there (no objects under that prefix). "
+            "Check the path or URL; for S3 check the bucket, prefix and endpoint_url."
+        )
+    children = [e.rstrip("/").rpartition("/")[2] for e in entries][:_MAX_CHILDREN_CHECKED]
+    probe_keys = [join_key(join_key(location.path, c), n) for c in children for n in names]
+    with storage_errors(where):
+        child_docs = read_keys(store, probe_keys)
+    stores = sorted({k.rpartition("/")[0] for k, v in child_docs.items() if v is not None})
+    v3 = any(k.endswith(ZARR_JSON) and v is not None for k, v in child_docs.items())
+    if stores and allow_missing_root:
+        rel = tuple(s[len(location.path.strip("/")) :].lstrip("/") for s in stores)
+        return Probe(3 if v3 else 2, None, root_missing=True, mixed=False, children_with_documents=rel)
+    hint = (
+        "Zarr nodes found one level down: "
+        + ", ".join(repr(f"{where.rstrip('/')}/{s.rpartition('/')[2]}") for s in stores[:5])
+        + ". Pass one of those, or run `zdu repair` to write the missing root group document."
+        if stores
+        else "Nothing one level down is Zarr either. Check that this is the store's root."
+    )
+    raise NotAZarrStoreError(
+        f"No Zarr data at {where}: it exists but holds neither zarr.json nor .zgroup/.zarray. "
+        + hint
+    )

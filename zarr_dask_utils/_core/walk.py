@@ -1,0 +1,142 @@
+"""Open a node, and walk a whole hierarchy into a :class:`HierarchyReport`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import zarr
+from distributed import Client
+
+from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.graph import run_graph
+from zarr_dask_utils._core.hierarchy import NodeInfo, build_read_graph, nodes_from_documents
+from zarr_dask_utils._core.locations import StoreLike, resolve_location
+from zarr_dask_utils._core.probe import probe_location
+from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils._core.storeio import storage_errors
+
+__all__ = ["HierarchyReport", "open_node", "walk_hierarchy"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HierarchyReport(Report):
+    """Every group and array of a store, from its metadata documents."""
+
+    zarr_format: int
+    nodes: tuple[NodeInfo, ...] = ()
+    documents_read: int = 0
+    title = "Hierarchy"
+
+    @property
+    def arrays(self) -> tuple[NodeInfo, ...]:
+        """The array nodes."""
+        return tuple(n for n in self.nodes if n.node_type == "array")
+
+    @property
+    def groups(self) -> tuple[NodeInfo, ...]:
+        """The group nodes."""
+        return tuple(n for n in self.nodes if n.node_type == "group")
+
+    def summary_lines(self) -> Sequence[str]:
+        """Format, counts, then one line per node."""
+        head = (
+            f"zarr format {self.zarr_format}: {len(self.groups)} group(s), "
+            f"{len(self.arrays)} array(s), {self.documents_read} metadata document(s) read"
+        )
+        return [head, *(n.describe() for n in self.nodes)]
+
+
+def open_node(
+    store: StoreLike,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    mode: Literal["r", "r+", "a"] = "r",
+    use_consolidated: bool | None = False,
+) -> zarr.Group | zarr.Array:
+    """Open the group or array at *store*, detecting its zarr format (2 or 3).
+
+    Parameters
+    ----------
+    store
+        A path, URL, zarr Store/Group/Array or fsspec mapper.
+    storage_options
+        fsspec options for URLs.
+    mode
+        ``"r"`` (default, read-only), ``"r+"`` or ``"a"``.
+    use_consolidated
+        Passed to zarr; ``False`` (default) reads the real documents, so stale consolidated
+        metadata cannot hide arrays.
+
+    Raises
+    ------
+    StoreNotFoundError, NotAZarrStoreError, StoreAccessDeniedError, EndpointUnreachableError
+        When the location cannot be used.
+    """
+    location = resolve_location(store, storage_options=storage_options, read_only=mode == "r")
+    probe = probe_location(location)
+    with storage_errors(location.display):
+        zstore = location.open_store()
+        if probe.root_kind == "array":
+            return zarr.open_array(
+                zstore, path=location.path, mode=mode, zarr_format=probe.zarr_format
+            )
+        return zarr.open_group(
+            zstore,
+            path=location.path,
+            mode=mode,
+            zarr_format=probe.zarr_format,
+            use_consolidated=use_consolidated,
+        )
+
+
+def walk_hierarchy(
+    store: StoreLike,
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    client: Client | None = None,
+    progress: bool | None = None,
+) -> HierarchyReport:
+    """List every group and array of a store with shape, dtype, chunks, shards and codecs.
+
+    The metadata documents are read by a Dask graph (one listing, then concurrent reads in
+    several tasks), so a remote hierarchy of thousands of arrays is read in parallel.
+
+    Parameters
+    ----------
+    store
+        A path, URL, zarr Store/Group/Array or fsspec mapper.
+    storage_options
+        fsspec options for URLs (credentials, ``endpoint_url``).
+    client
+        Dask client; see :func:`get_client` for the default.
+    progress
+        Show a progress bar (``None``: only when a human watches).
+
+    Returns
+    -------
+    HierarchyReport
+
+    Examples
+    --------
+    >>> import zarr
+    >>> from zarr_dask_utils import walk_hierarchy
+    >>> g = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    >>> _ = g.create_array("t2m", shape=(4, 4), chunks=(2, 2), dtype="f4")
+    >>> [n.path for n in walk_hierarchy(g, progress=False).nodes]
+    ['', 't2m']
+    """
+    location = resolve_location(store, storage_options=storage_options)
+    probe = probe_location(location)
+    backup = str(get_option("metadata.backup-prefix"))
+    _, docs = build_read_graph(location, nparts=4, exclude_prefix=backup)
+    result = run_graph([docs], location=location, op="walk", client=client, progress=progress)
+    documents = result[0]
+    return HierarchyReport(
+        location=location.display,
+        engine=result.engine,
+        zarr_format=probe.zarr_format,
+        nodes=tuple(nodes_from_documents(documents)),
+        documents_read=len(documents),
+    )
