@@ -22,11 +22,25 @@ from zarr_dask_utils._core.hierarchy import NodeInfo
 from zarr_dask_utils._core.locations import Location, open_store, resolve_location
 from zarr_dask_utils._core.reports import Finding, Report
 from zarr_dask_utils._core.walk import HierarchyReport, open_node, walk_hierarchy
+from zarr_dask_utils.metadata import (
+    ConsolidationReport,
+    RepairReport,
+    ValidationReport,
+    consolidate_metadata,
+    repair_metadata,
+    validate_metadata,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClusterConnectionError",
+    "ConsolidationReport",
+    "RepairReport",
+    "ValidationReport",
+    "consolidate_metadata",
+    "repair_metadata",
+    "validate_metadata",
     "EndpointUnreachableError",
     "Finding",
     "HierarchyReport",

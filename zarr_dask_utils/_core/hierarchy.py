@@ -271,5 +271,7 @@ def nodes_from_documents(docs: Mapping[str, bytes | None]) -> list[NodeInfo]:
             nodes.append(_node_v2(path, doc, attrs if isinstance(attrs, Mapping) else {}))
         elif name == GROUP_V2:
             attrs = parsed.get(join_key(path, ATTRS_V2))
-            nodes.append(NodeInfo(path, "group", 2, attributes=attrs if isinstance(attrs, Mapping) else {}))
+            nodes.append(
+                NodeInfo(path, "group", 2, attributes=attrs if isinstance(attrs, Mapping) else {})
+            )
     return sorted(nodes, key=lambda n: (n.path, n.zarr_format))

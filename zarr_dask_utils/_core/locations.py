@@ -108,9 +108,7 @@ class Location:
 
     def with_read_only(self, read_only: bool) -> Location:
         """Return a copy opened with another ``read_only`` flag."""
-        return Location(
-            self.url, self.kind, self.storage_options, self.path, read_only, self.store
-        )
+        return Location(self.url, self.kind, self.storage_options, self.path, read_only, self.store)
 
     def open_store(self) -> Store:
         """Open (or reuse, per process) the zarr store for this location."""
@@ -280,4 +278,6 @@ def open_store(
     >>> type(s).__name__
     'MemoryStore'
     """
-    return resolve_location(store, storage_options=storage_options, read_only=read_only).open_store()
+    return resolve_location(
+        store, storage_options=storage_options, read_only=read_only
+    ).open_store()

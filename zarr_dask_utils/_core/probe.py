@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zarr_dask_utils._core.errors import NotAZarrStoreError, StoreNotFoundError
-from zarr_dask_utils._core.hierarchy import ARRAY_V2, GROUP_V2, ZARR_JSON
+from zarr_dask_utils._core.hierarchy import ARRAY_V2, GROUP_V2, ZARR_JSON, parse_document
 from zarr_dask_utils._core.locations import Location
 from zarr_dask_utils._core.storeio import join_key, list_dir, read_keys, storage_errors
 
@@ -88,8 +88,9 @@ def probe_location(location: Location, *, allow_missing_root: bool = False) -> P
             is_v3 = found[ZARR_JSON]
             kind = "array" if found[ARRAY_V2] else "group"
             if is_v3:
-                raw = docs[join_key(location.path, ZARR_JSON)] or b""
-                kind = "array" if b'"array"' in raw else "group"
+                doc, _ = parse_document(docs[join_key(location.path, ZARR_JSON)])
+                is_array = isinstance(doc, dict) and doc.get("node_type") == "array"
+                kind = "array" if is_array else "group"
             return Probe(
                 zarr_format=3 if is_v3 else 2,
                 root_kind=kind,
@@ -110,7 +111,9 @@ def probe_location(location: Location, *, allow_missing_root: bool = False) -> P
     v3 = any(k.endswith(ZARR_JSON) and v is not None for k, v in child_docs.items())
     if stores and allow_missing_root:
         rel = tuple(s[len(location.path.strip("/")) :].lstrip("/") for s in stores)
-        return Probe(3 if v3 else 2, None, root_missing=True, mixed=False, children_with_documents=rel)
+        return Probe(
+            3 if v3 else 2, None, root_missing=True, mixed=False, children_with_documents=rel
+        )
     hint = (
         "Zarr nodes found one level down: "
         + ", ".join(repr(f"{where.rstrip('/')}/{s.rpartition('/')[2]}") for s in stores[:5])

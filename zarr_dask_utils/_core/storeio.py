@@ -147,7 +147,9 @@ def list_dir(store: Store, prefix: str = "") -> list[str]:
     return sorted(sync(_collect()))
 
 
-def read_keys(store: Store, keys: Iterable[str], *, concurrency: int = 64) -> dict[str, bytes | None]:
+def read_keys(
+    store: Store, keys: Iterable[str], *, concurrency: int = 64
+) -> dict[str, bytes | None]:
     """Read many keys concurrently; a missing key maps to ``None``.
 
     Parameters

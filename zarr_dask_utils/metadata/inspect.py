@@ -1,0 +1,99 @@
+"""Read a hierarchy's metadata on the cluster and run every check on it.
+
+One graph: the listing task, the concurrent document reads, and a chunk-key check that runs
+next to the listing on a worker (so the listing of a large store never travels to the
+client).  The pure checks then run on the small documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from dask import delayed
+from distributed import Client
+
+from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.graph import run_graph, task_name
+from zarr_dask_utils._core.hierarchy import build_read_graph
+from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
+from zarr_dask_utils._core.probe import Probe, probe_location
+from zarr_dask_utils._core.reports import Finding, sort_findings
+from zarr_dask_utils.metadata.consolidated import consolidated_findings
+from zarr_dask_utils.metadata.structure import (
+    ParsedHierarchy,
+    chunk_key_findings,
+    document_findings,
+    parse_hierarchy,
+    structure_findings,
+)
+
+__all__ = ["Inspection", "chunk_check_task", "inspect_metadata"]
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """Everything the metadata operations know about a hierarchy after one graph."""
+
+    location: Location
+    probe: Probe
+    parsed: ParsedHierarchy
+    findings: tuple[Finding, ...]
+    engine: str
+    documents_read: int
+    objects_listed: int
+    raw: Mapping[str, bytes | None]
+
+
+def chunk_check_task(
+    listing: list[str], raw: Mapping[str, bytes | None], zarr_format: int
+) -> tuple[list[Finding], int]:
+    """Worker task: chunk-key findings from the full listing, and the number of objects."""
+    parsed, _ = parse_hierarchy(raw, zarr_format)
+    return chunk_key_findings(parsed, listing), len(listing)
+
+
+def inspect_metadata(
+    store: StoreLike | Location,
+    *,
+    op: str,
+    storage_options: Mapping[str, Any] | None = None,
+    client: Client | None = None,
+    progress: bool | None = None,
+    read_only: bool = True,
+    check_chunks: bool = True,
+) -> Inspection:
+    """Probe, read and check a hierarchy (see module docstring)."""
+    location = resolve_location(store, storage_options=storage_options, read_only=read_only)
+    probe = probe_location(location, allow_missing_root=True)
+    backup = str(get_option("metadata.backup-prefix"))
+    listing, docs = build_read_graph(location, nparts=4, exclude_prefix=backup)
+    collections: list[Any] = [docs]
+    if check_chunks:
+        collections.append(
+            delayed(chunk_check_task, pure=False)(
+                listing,
+                docs,
+                probe.zarr_format,
+                dask_key_name=task_name("check-chunk-keys", location),
+            )
+        )
+    result = run_graph(collections, location=location, op=op, client=client, progress=progress)
+    raw = result[0]
+    chunk_findings, n_objects = result[1] if check_chunks else ([], len(raw))
+    parsed, findings = parse_hierarchy(raw, probe.zarr_format)
+    findings += document_findings(parsed)
+    findings += structure_findings(parsed)
+    findings += consolidated_findings(parsed)
+    findings += chunk_findings
+    return Inspection(
+        location=location,
+        probe=probe,
+        parsed=parsed,
+        findings=sort_findings(findings),
+        engine=result.engine,
+        documents_read=sum(v is not None for v in raw.values()),
+        objects_listed=n_objects,
+        raw=raw,
+    )

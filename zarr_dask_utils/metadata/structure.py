@@ -1,0 +1,353 @@
+"""Checks of a whole hierarchy's shape (pure): documents, groups, formats and chunk keys.
+
+Codes: ``json-invalid``, ``group-document-missing``, ``node-inside-array``, ``mixed-formats``,
+``chunk-key-outside-grid``, ``chunk-key-invalid``, ``array-document-missing``, ``unexpected-key``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from zarr_dask_utils._core.hierarchy import (
+    ARRAY_V2,
+    ATTRS_V2,
+    CONSOLIDATED_V2,
+    GROUP_V2,
+    ZARR_JSON,
+    is_metadata_key,
+    parse_document,
+    split_key,
+)
+from zarr_dask_utils._core.reports import Finding
+from zarr_dask_utils._core.storeio import join_key
+from zarr_dask_utils.metadata.documents import check_document
+
+__all__ = [
+    "ArrayGrid",
+    "ParsedHierarchy",
+    "array_grids",
+    "chunk_key_findings",
+    "document_findings",
+    "parse_hierarchy",
+    "structure_findings",
+]
+
+MAX_KEYS_LISTED = 100  # per array and code; the rest are counted in one summary finding
+
+
+@dataclass(frozen=True)
+class ParsedHierarchy:
+    """All metadata documents of a store, parsed.
+
+    ``docs`` holds the valid JSON documents, ``broken`` the unparsable ones (key → error),
+    ``zarr_format`` the format of the hierarchy (from the root, or the majority).
+    """
+
+    zarr_format: int
+    docs: Mapping[str, Any]
+    broken: Mapping[str, str] = field(default_factory=dict)
+
+    def node_kind(self, path: str) -> str | None:
+        """``"group"``, ``"array"``, ``"unknown"`` (document unparsable) or ``None``."""
+        v3 = join_key(path, ZARR_JSON)
+        if v3 in self.docs:
+            doc = self.docs[v3]
+            kind = doc.get("node_type") if isinstance(doc, Mapping) else None
+            return kind if kind in ("group", "array") else "unknown"
+        if join_key(path, ARRAY_V2) in self.docs:
+            return "array"
+        if join_key(path, GROUP_V2) in self.docs:
+            return "group"
+        if any(join_key(path, n) in self.broken for n in (ZARR_JSON, ARRAY_V2, GROUP_V2)):
+            return "unknown"
+        return None
+
+    def node_paths(self) -> set[str]:
+        """Paths that have a node document (valid or not)."""
+        names = (ZARR_JSON, ARRAY_V2, GROUP_V2)
+        return {split_key(k)[0] for k in [*self.docs, *self.broken] if split_key(k)[1] in names}
+
+    def node_format(self, path: str) -> set[int]:
+        """Formats of the node documents at *path* (both for a mixed node)."""
+        formats = set()
+        if any(join_key(path, ZARR_JSON) in m for m in (self.docs, self.broken)):
+            formats.add(3)
+        if any(
+            join_key(path, n) in m for n in (ARRAY_V2, GROUP_V2) for m in (self.docs, self.broken)
+        ):
+            formats.add(2)
+        return formats
+
+
+def parse_hierarchy(
+    raw: Mapping[str, bytes | None], zarr_format: int
+) -> tuple[ParsedHierarchy, list[Finding]]:
+    """Parse raw documents; unparsable ones become ``json-invalid`` findings."""
+    docs: dict[str, Any] = {}
+    broken: dict[str, str] = {}
+    findings: list[Finding] = []
+    for key, value in raw.items():
+        if value is None:
+            continue
+        doc, error = parse_document(value)
+        if error is None:
+            docs[key] = doc
+            continue
+        broken[key] = error
+        findings.append(
+            Finding(
+                "error",
+                "json-invalid",
+                key,
+                f"the document is {error}; zarr cannot open this node",
+                "restore it from a backup or from the consolidated metadata (`zdu repair` does "
+                "this when a consolidated copy exists)",
+            )
+        )
+    return ParsedHierarchy(zarr_format, docs, broken), findings
+
+
+def document_findings(parsed: ParsedHierarchy) -> list[Finding]:
+    """Check every valid node document (``zarr.json``, ``.zarray``, ``.zgroup``, ``.zattrs``)."""
+    found: list[Finding] = []
+    for key, doc in parsed.docs.items():
+        name = split_key(key)[1]
+        if name != CONSOLIDATED_V2:
+            found += check_document(name, doc, key)
+    return found
+
+
+def structure_findings(parsed: ParsedHierarchy) -> list[Finding]:
+    """Missing group documents, nodes inside arrays and mixed formats."""
+    found: list[Finding] = []
+    paths = parsed.node_paths() | {
+        split_key(k)[0] for k in parsed.docs if split_key(k)[1] == ATTRS_V2
+    }
+    missing: dict[str, list[str]] = defaultdict(list)
+    for path in sorted(paths):
+        parts = path.split("/") if path else []
+        for depth in range(len(parts)):
+            ancestor = "/".join(parts[:depth])
+            kind = parsed.node_kind(ancestor)
+            if kind is None:
+                missing[ancestor].append(path)
+            elif kind == "array":
+                found.append(
+                    Finding(
+                        "error",
+                        "node-inside-array",
+                        path,
+                        f"a node is stored inside the array {ancestor or '/'!r}; arrays cannot "
+                        "have children, so zarr never shows it",
+                        "move the node elsewhere, or delete it if it is debris",
+                    )
+                )
+                break
+        if parsed.node_kind(path) is None and path:
+            missing[path].append(path)
+    for ancestor, below in sorted(missing.items()):
+        shown = ", ".join(repr(b) for b in below[:3]) + (" …" if len(below) > 3 else "")
+        found.append(
+            Finding(
+                "error",
+                "group-document-missing",
+                ancestor,
+                f"group {ancestor or '/'!r} has no group document, so zarr cannot open it or reach "
+                f"{len(below)} node(s) below it ({shown})",
+                "write a group document here (`zdu repair --apply` does, keeping attributes from "
+                "the consolidated metadata when it has them)",
+            )
+        )
+    for path in sorted(parsed.node_paths()):
+        formats = parsed.node_format(path)
+        if len(formats) > 1 or (formats and parsed.zarr_format not in formats):
+            found.append(
+                Finding(
+                    "error",
+                    "mixed-formats",
+                    path,
+                    f"node uses zarr format {sorted(formats)} in a format {parsed.zarr_format} "
+                    "hierarchy; zarr opens one format per hierarchy and ignores the others",
+                    "convert the node to the hierarchy's format, or remove the stray documents",
+                )
+            )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ArrayGrid:
+    """How the chunk keys of one array look: grid size, prefix and separator."""
+
+    path: str
+    grid: tuple[int, ...]
+    prefix: str  # "c" for the v3 default encoding, "" otherwise
+    separator: str
+
+    def parse(self, rel: str) -> tuple[int, ...] | None:
+        """Chunk coordinates of a key relative to the array, or ``None`` if malformed."""
+        if self.prefix:
+            if rel == self.prefix:
+                return () if not self.grid else None
+            if not rel.startswith(self.prefix + self.separator):
+                return None
+            rel = rel[len(self.prefix) + 1 :]
+        elif not self.grid:
+            return () if rel == "0" else None
+        parts = rel.split(self.separator)
+        if len(parts) != len(self.grid) or not all(p.isdigit() for p in parts):
+            return None
+        return tuple(int(p) for p in parts)
+
+
+def _grid(shape: Any, chunks: Any) -> tuple[int, ...] | None:
+    ok = isinstance(shape, list) and isinstance(chunks, list) and len(shape) == len(chunks)
+    if not ok or not all(isinstance(c, int) and c > 0 for c in chunks):
+        return None
+    if not all(isinstance(s, int) and s >= 0 for s in shape):
+        return None
+    return tuple(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
+
+
+def array_grids(parsed: ParsedHierarchy) -> dict[str, ArrayGrid]:
+    """The chunk grid of every array whose document is valid enough to know it."""
+    grids: dict[str, ArrayGrid] = {}
+    for key, doc in parsed.docs.items():
+        path, name = split_key(key)
+        if not isinstance(doc, Mapping):
+            continue
+        if name == ARRAY_V2:
+            grid = _grid(doc.get("shape"), doc.get("chunks"))
+            sep = doc.get("dimension_separator") or "."
+            if grid is not None:
+                grids[path] = ArrayGrid(path, grid, "", sep)
+        elif name == ZARR_JSON and doc.get("node_type") == "array":
+            config = (doc.get("chunk_grid") or {}).get("configuration") or {}
+            grid = _grid(doc.get("shape"), config.get("chunk_shape"))
+            encoding = doc.get("chunk_key_encoding") or {}
+            if isinstance(encoding, str):
+                encoding = {"name": encoding}
+            is_default = encoding.get("name", "default") == "default"
+            sep = (encoding.get("configuration") or {}).get("separator") or (
+                "/" if is_default else "."
+            )
+            if grid is not None:
+                grids[path] = ArrayGrid(path, grid, "c" if is_default else "", sep)
+    return grids
+
+
+def _orphan_owner(key: str, zarr_format: int) -> str:
+    parts = key.split("/")[:-1]
+    if zarr_format == 3 and "c" in parts:
+        return "/".join(parts[: len(parts) - 1 - parts[::-1].index("c")])
+    while parts and parts[-1].isdigit():
+        parts.pop()
+    return "/".join(parts)
+
+
+def chunk_key_findings(
+    parsed: ParsedHierarchy, listing: Iterable[str], *, ignore_prefix: str | None = None
+) -> list[Finding]:
+    """Chunk keys outside their array's grid, malformed keys, and data without an array.
+
+    Parameters
+    ----------
+    parsed
+        The parsed documents.
+    listing
+        Every key of the store (relative to the hierarchy root).
+    ignore_prefix
+        Keys under this prefix (zarr-dask-utils' backups) are skipped.
+    """
+    grids = array_grids(parsed)
+    nodes = parsed.node_paths()
+    outside: dict[str, list[str]] = defaultdict(list)
+    malformed: dict[str, list[str]] = defaultdict(list)
+    orphans: dict[str, list[str]] = defaultdict(list)
+    strays: dict[str, list[str]] = defaultdict(list)
+    skip = ignore_prefix.rstrip("/") + "/" if ignore_prefix else None
+    for key in listing:
+        if is_metadata_key(key) or (skip and key.startswith(skip)):
+            continue
+        parts = key.split("/")
+        owner = next(
+            (
+                "/".join(parts[:i])
+                for i in range(len(parts) - 1, -1, -1)
+                if "/".join(parts[:i]) in nodes
+            ),
+            None,
+        )
+        if owner is not None and owner in grids:
+            grid = grids[owner]
+            rel = key[len(owner) + 1 :] if owner else key
+            coords = grid.parse(rel)
+            if coords is None:
+                malformed[owner].append(key)
+            elif any(c >= g for c, g in zip(coords, grid.grid, strict=True)):
+                outside[owner].append(key)
+        elif owner is None or parsed.node_kind(owner) == "group":
+            guess = _orphan_owner(key, parsed.zarr_format)
+            (strays if guess in nodes else orphans)[guess].append(key)
+    found: list[Finding] = []
+    for owner, keys in sorted(outside.items()):
+        found += _listed(
+            "error",
+            "chunk-key-outside-grid",
+            keys,
+            lambda k, o=owner: (
+                f"chunk key lies outside the grid {grids[o].grid} of array "
+                f"{o or '/'!r}: the shape was shrunk after writing, or the key belongs elsewhere"
+            ),
+            "if the array should be larger, restore its shape; otherwise delete the stray chunk",
+        )
+    for owner, keys in sorted(malformed.items()):
+        found += _listed(
+            "warning",
+            "chunk-key-invalid",
+            keys,
+            lambda k, o=owner: (
+                f"object inside array {o or '/'!r} is not a chunk key of its "
+                f"encoding (prefix {grids[o].prefix!r}, separator {grids[o].separator!r})"
+            ),
+            "remove the stray object (leftover temporary file?) or fix the chunk key encoding",
+        )
+    for owner, keys in sorted(strays.items()):
+        found += _listed(
+            "info",
+            "unexpected-key",
+            keys,
+            lambda k, o=owner: (
+                f"object in group {o or '/'!r} is neither metadata nor chunk data "
+                "of any array; zarr ignores it"
+            ),
+            "leave it if it is yours; otherwise remove it",
+        )
+    for owner, keys in sorted(orphans.items()):
+        found.append(
+            Finding(
+                "error",
+                "array-document-missing",
+                owner,
+                f"{len(keys)} object(s) (e.g. {keys[0]!r}) are stored under {owner or '/'!r}, "
+                "which has no array document: their data is invisible to zarr",
+                "restore the array document (`zdu repair --apply` does when the consolidated "
+                "metadata still has it) or from a backup",
+            )
+        )
+    return found
+
+
+def _listed(severity: str, code: str, keys: list[str], message: Any, fix: str) -> list[Finding]:
+    found = [Finding(severity, code, k, message(k), fix) for k in keys[:MAX_KEYS_LISTED]]  # type: ignore[arg-type]
+    if len(keys) > MAX_KEYS_LISTED:
+        rest = len(keys) - MAX_KEYS_LISTED
+        found.append(
+            Finding(
+                severity, code, keys[MAX_KEYS_LISTED], f"... and {rest} more like the above", fix
+            )  # type: ignore[arg-type]
+        )
+    return found
