@@ -104,7 +104,7 @@ def _fill_value_finding(dtype: Any, value: Any, zarr_format: int, key: str) -> F
 
 def _chunk_shape_findings(shape: Any, chunks: Any, key: str, what: str) -> list[Finding]:
     found: list[Finding] = []
-    if not _is_shape(shape, positive=False):
+    if shape is not None and not _is_shape(shape, positive=False):
         found.append(
             _err(
                 "shape-invalid",

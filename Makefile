@@ -1,0 +1,42 @@
+# Two entry points: `make demo` (environment + sample store + zdu on it) and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+ZDU    := $(VENV)/bin/zdu
+STAMP  := $(VENV)/.installed
+DEMO   := build/demo.zarr
+
+.PHONY: demo test lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	# The CPU build of torch first: a plain `torch` requirement would pull GBs of CUDA wheels.
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e ".[all,test]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO)
+	$(PY) -m zarr_dask_utils.testing.demo $(DEMO)
+	@echo "\n== zdu info (real documents, not the stale consolidated copy) =="
+	$(ZDU) info $(DEMO) --no-progress
+	@echo "\n== zdu validate: finds the problems (exit code 1) =="
+	-$(ZDU) validate $(DEMO) --no-progress
+	@echo "\n== zdu repair: dry run, says what it would do =="
+	-$(ZDU) repair $(DEMO) --no-progress
+	@echo "\n== zdu repair --apply: writes, keeps backups =="
+	$(ZDU) repair $(DEMO) --apply --no-progress
+	@echo "\n== zdu validate again: healthy (exit code 0) =="
+	$(ZDU) validate $(DEMO) --no-progress
+
+test: $(STAMP)
+	$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 \
+		--cov=zarr_dask_utils --cov-report=term-missing --cov-fail-under=90
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check zarr_dask_utils tests benchmarks
+	$(VENV)/bin/ruff format --check zarr_dask_utils tests benchmarks
+
+clean:
+	rm -rf build .coverage .coverage.* htmlcov .pytest_cache

@@ -1,0 +1,1 @@
+"""The ``zdu`` command line: parse, call one public function, render its report."""

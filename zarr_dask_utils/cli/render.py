@@ -1,0 +1,53 @@
+"""Render reports and errors for the terminal, for machines (``--json``) and as HTML."""
+
+from __future__ import annotations
+
+import json
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from zarr_dask_utils._core.errors import ZarrDaskUtilsError
+from zarr_dask_utils._core.reports import Report
+
+__all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "render_error", "render_report"]
+
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+EXIT_USAGE = 2
+
+
+def render_report(report: Report, *, as_json: bool, html: str | None) -> int:
+    """Print *report* and return the exit code (0 healthy, 1 findings)."""
+    if html:
+        Path(html).write_text(
+            "<!doctype html><meta charset='utf-8'><title>zdu report</title>"
+            + report._repr_html_()
+        )
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+    else:
+        click.echo(str(report))
+    return EXIT_OK if report.ok else EXIT_FINDINGS
+
+
+def render_error(exc: BaseException, *, as_json: bool, debug: bool) -> int:
+    """Print an error as one readable paragraph (JSON with ``--json``) and return exit code 2."""
+    if isinstance(exc, ZarrDaskUtilsError):
+        payload: dict[str, Any] = exc.to_dict()
+        text = f"error: {exc}"
+    else:
+        payload = {"kind": "unexpected", "type": type(exc).__name__, "message": str(exc)}
+        text = (
+            f"error: unexpected {type(exc).__name__}: {exc}\n"
+            "This is not one of the errors zdu knows how to explain. Rerun with --debug for the "
+            "traceback, and report it if it looks like a bug in zarr-dask-utils."
+        )
+    if debug:
+        click.echo("".join(traceback.format_exception(exc)), err=True)
+    if as_json:
+        click.echo(json.dumps({"error": payload}, indent=2))
+    click.echo(text, err=True)
+    return EXIT_USAGE
