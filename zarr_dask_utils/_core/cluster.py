@@ -134,6 +134,6 @@ def describe_client(client: Client) -> str:
     workers = info.get("workers", {})
     threads = sum(w.get("nthreads", 0) for w in workers.values())
     return (
-        f"distributed: {len(workers)} worker(s), {threads} thread(s) at {client.scheduler.address}"
+        f"distributed: {len(workers)} worker(s), {threads} thread(s) at {info.get('address')}"
         f" (dashboard {client.dashboard_link})"
     )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import dask
+import dask.base
 from distributed import Client, span
 
 from zarr_dask_utils._core.cluster import describe_client, get_client
@@ -31,6 +32,15 @@ def interactive() -> bool:
     except NameError:
         shell = ""
     return shell == "ZMQInteractiveShell" or bool(getattr(sys.stderr, "isatty", lambda: False)())
+
+
+def _widgets_available() -> bool:
+    """Notebook progress bars need ipywidgets; without it distributed's text bar is used."""
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def task_name(op: str, *parts: Any) -> str:
@@ -80,12 +90,12 @@ def run_graph(
     if not location.shareable:
         why = f"threads in this process ({location.display} is in memory, invisible to workers)"
         if show:
-            from dask.diagnostics import ProgressBar
+            from dask.diagnostics.progress import ProgressBar
 
             with ProgressBar():
-                values = dask.compute(*collections, scheduler="threads")
+                values = dask.base.compute(*collections, scheduler="threads")
         else:
-            values = dask.compute(*collections, scheduler="threads")
+            values = dask.base.compute(*collections, scheduler="threads")
         return GraphResult(values, why)
     with get_client(client) as cl:
         with span(f"zdu-{op}"):
@@ -93,6 +103,6 @@ def run_graph(
         if show:
             from distributed import progress as dask_progress
 
-            dask_progress(futures)
+            dask_progress(futures, notebook=_widgets_available() and None)
         values = cl.gather(futures)
         return GraphResult(values, describe_client(cl))

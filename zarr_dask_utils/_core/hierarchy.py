@@ -13,8 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dask import delayed
-from dask.delayed import Delayed
+from dask.delayed import Delayed, delayed
 
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.locations import Location

@@ -34,7 +34,7 @@ __all__ = [
     "resolve_location",
 ]
 
-StoreLike: TypeAlias = "str | os.PathLike[str] | Store | zarr.Group | zarr.Array | FSMap"
+StoreLike: TypeAlias = "str | os.PathLike[str] | Store | zarr.Group | zarr.Array[Any] | FSMap"
 
 _URL = re.compile(r"^(?P<proto>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<rest>.*)$")
 _CREDENTIALS_IN_URL = re.compile(r"(?P<proto>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
@@ -212,7 +212,7 @@ def resolve_location(
         return _location_of_store(store, path="", read_only=read_only)
     if type(store).__name__ == "FSMap":
         _no_options("an fsspec mapper (its filesystem carries its own options)")
-        mapped = FsspecStore.from_mapper(store, read_only=read_only)  # type: ignore[arg-type]
+        mapped = FsspecStore.from_mapper(store, read_only=read_only)
         return _location_of_store(mapped, path="", read_only=read_only)
     if isinstance(store, os.PathLike):
         store = os.fspath(store)

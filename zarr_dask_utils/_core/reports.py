@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["SEVERITIES", "Finding", "Report", "json_safe", "sort_findings"]
+__all__ = ["SEVERITIES", "Finding", "Report", "Severity", "json_safe", "sort_findings"]
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")

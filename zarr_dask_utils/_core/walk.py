@@ -54,7 +54,7 @@ def open_node(
     storage_options: Mapping[str, Any] | None = None,
     mode: Literal["r", "r+", "a"] = "r",
     use_consolidated: bool | None = False,
-) -> zarr.Group | zarr.Array:
+) -> zarr.Group | zarr.Array[Any]:
     """Open the group or array at *store*, detecting its zarr format (2 or 3).
 
     Parameters
@@ -80,13 +80,16 @@ def open_node(
         zstore = location.open_store()
         if probe.root_kind == "array":
             return zarr.open_array(
-                zstore, path=location.path, mode=mode, zarr_format=probe.zarr_format
+                zstore,
+                path=location.path,
+                mode=mode,
+                zarr_format=probe.zarr_format,  # type: ignore[arg-type]
             )
         return zarr.open_group(
             zstore,
             path=location.path,
             mode=mode,
-            zarr_format=probe.zarr_format,
+            zarr_format=probe.zarr_format,  # type: ignore[arg-type]
             use_consolidated=use_consolidated,
         )
 

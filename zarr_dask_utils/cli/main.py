@@ -89,7 +89,7 @@ def store_command(func: Callable[..., Report]) -> Callable[..., None]:
     ]
 
     @click.pass_context
-    def wrapper(ctx: click.Context, **kwargs: Any) -> None:
+    def wrapper(ctx: click.Context, /, **kwargs: Any) -> None:
         debug = ctx.obj.get("debug", False) if ctx.obj else False
         as_json = kwargs.pop("as_json")
         html = kwargs.pop("html")

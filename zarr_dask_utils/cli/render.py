@@ -23,8 +23,7 @@ def render_report(report: Report, *, as_json: bool, html: str | None) -> int:
     """Print *report* and return the exit code (0 healthy, 1 findings)."""
     if html:
         Path(html).write_text(
-            "<!doctype html><meta charset='utf-8'><title>zdu report</title>"
-            + report._repr_html_()
+            "<!doctype html><meta charset='utf-8'><title>zdu report</title>" + report._repr_html_()
         )
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))

@@ -34,7 +34,7 @@ def consolidate_metadata(
     dry_run: bool = False,
     progress: bool | None = None,
 ) -> ConsolidationReport:
-    """Write consolidated metadata for a hierarchy (format 2 ``.zmetadata``, format 3 root ``zarr.json``).
+    """Write consolidated metadata (format 2 ``.zmetadata``, format 3 the root ``zarr.json``).
 
     All metadata documents are read concurrently by a Dask graph (one listing, then many
     requests in flight per task), instead of one node after another as
@@ -102,7 +102,8 @@ def consolidate_metadata(
     reordered = current is not None and bool(dropped_parents(list(current), parsed.zarr_format))
     changed = status != "ok" or diff.stale or reordered
     key, content = render_consolidated(parsed, expected)
-    written, backups = [], []
+    written: list[str] = []
+    backups: list[str] = []
     if changed and not dry_run:
         written, backups = write_documents(seen.location, [(key, content)], seen.raw)
     findings = tuple(f for f in seen.findings if f.code in _BLOCKING)

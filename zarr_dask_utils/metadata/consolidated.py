@@ -108,7 +108,7 @@ def _reachable(key: str, entries: Mapping[str, Any], zarr_format: int) -> bool:
 
 
 def current_entries(parsed: ParsedHierarchy) -> tuple[str, dict[str, Any] | None]:
-    """``(status, entries)``: status is ``"ok"``, ``"missing"``, ``"invalid"`` or ``"unreadable"``."""
+    """Return ``(status, entries)``; status: ``ok``, ``missing``, ``invalid`` or ``unreadable``."""
     if parsed.zarr_format == 2:
         if CONSOLIDATED_V2 in parsed.broken:
             return "unreadable", None
@@ -135,8 +135,10 @@ def _canonical(doc: Any) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ConsolidatedDiff:
-    """Entries only in the documents (added), only in the consolidated copy (removed), or both
-    but different (changed); keys as they appear in the consolidated metadata.
+    """How consolidated entries differ from the real documents.
+
+    ``added``: only in the documents; ``removed``: only in the consolidated copy; ``changed``:
+    in both but different.  Keys as they appear in the consolidated metadata.
     """
 
     added: tuple[str, ...] = ()
@@ -221,7 +223,7 @@ def consolidated_findings(parsed: ParsedHierarchy) -> list[Finding]:
             nodes.setdefault(_entry_node(entry, fmt), []).append(entry)
         return nodes
 
-    for node, entries in by_node(diff.added).items():
+    for node in by_node(diff.added):
         found.append(
             Finding(
                 "error",
@@ -233,7 +235,7 @@ def consolidated_findings(parsed: ParsedHierarchy) -> list[Finding]:
                 fix,
             )
         )
-    for node, entries in by_node(diff.removed).items():
+    for node in by_node(diff.removed):
         if node in existing:
             continue  # the document exists but cannot be reached: group-document-missing says so
         found.append(

@@ -238,7 +238,8 @@ def check_array_v3(doc: Mapping[str, Any], key: str) -> list[Finding]:
             _err(
                 "chunk-key-encoding-invalid",
                 key,
-                f"chunk_key_encoding {encoding!r} is not 'default' or 'v2' with separator '/' or '.'",
+                f"chunk_key_encoding {encoding!r} is not 'default' or 'v2' with separator "
+                "'/' or '.'",
                 "restore the encoding the chunks were written with (look at the chunk keys)",
             )
         )

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dask import delayed
+from dask.delayed import delayed
 from distributed import Client
 
 from zarr_dask_utils._core.config import get_option

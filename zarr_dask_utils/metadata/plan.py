@@ -74,8 +74,10 @@ class RepairAction:
 
 @dataclass(frozen=True, slots=True)
 class RepairPlan:
-    """Actions in the order to apply them (documents first, consolidated metadata last), and
-    the findings no automatic repair can fix.
+    """What a repair would do.
+
+    ``actions`` in the order to apply them (documents first, consolidated metadata last);
+    ``unrepairable``: the findings no automatic repair can fix.
     """
 
     actions: tuple[RepairAction, ...]

@@ -22,7 +22,7 @@ from zarr_dask_utils._core.hierarchy import (
     parse_document,
     split_key,
 )
-from zarr_dask_utils._core.reports import Finding
+from zarr_dask_utils._core.reports import Finding, Severity
 from zarr_dask_utils._core.storeio import join_key
 from zarr_dask_utils.metadata.documents import check_document
 
@@ -298,9 +298,9 @@ def chunk_key_findings(
             "error",
             "chunk-key-outside-grid",
             keys,
-            lambda k, o=owner: (
-                f"chunk key lies outside the grid {grids[o].grid} of array "
-                f"{o or '/'!r}: the shape was shrunk after writing, or the key belongs elsewhere"
+            (
+                f"chunk key lies outside the grid {grids[owner].grid} of array "
+                f"{owner or '/'!r}: the shape was shrunk after writing, or the key belongs elsewhere"
             ),
             "if the array should be larger, restore its shape; otherwise delete the stray chunk",
         )
@@ -309,9 +309,9 @@ def chunk_key_findings(
             "warning",
             "chunk-key-invalid",
             keys,
-            lambda k, o=owner: (
-                f"object inside array {o or '/'!r} is not a chunk key of its "
-                f"encoding (prefix {grids[o].prefix!r}, separator {grids[o].separator!r})"
+            (
+                f"object inside array {owner or '/'!r} is not a chunk key of its "
+                f"encoding (prefix {grids[owner].prefix!r}, separator {grids[owner].separator!r})"
             ),
             "remove the stray object (leftover temporary file?) or fix the chunk key encoding",
         )
@@ -320,8 +320,8 @@ def chunk_key_findings(
             "info",
             "unexpected-key",
             keys,
-            lambda k, o=owner: (
-                f"object in group {o or '/'!r} is neither metadata nor chunk data "
+            (
+                f"object in group {owner or '/'!r} is neither metadata nor chunk data "
                 "of any array; zarr ignores it"
             ),
             "leave it if it is yours; otherwise remove it",
@@ -341,13 +341,12 @@ def chunk_key_findings(
     return found
 
 
-def _listed(severity: str, code: str, keys: list[str], message: Any, fix: str) -> list[Finding]:
-    found = [Finding(severity, code, k, message(k), fix) for k in keys[:MAX_KEYS_LISTED]]  # type: ignore[arg-type]
+def _listed(
+    severity: Severity, code: str, keys: list[str], message: str, fix: str
+) -> list[Finding]:
+    found = [Finding(severity, code, k, message, fix) for k in keys[:MAX_KEYS_LISTED]]
     if len(keys) > MAX_KEYS_LISTED:
         rest = len(keys) - MAX_KEYS_LISTED
-        found.append(
-            Finding(
-                severity, code, keys[MAX_KEYS_LISTED], f"... and {rest} more like the above", fix
-            )  # type: ignore[arg-type]
-        )
+        more = f"... and {rest} more like the above"
+        found.append(Finding(severity, code, keys[MAX_KEYS_LISTED], more, fix))
     return found
