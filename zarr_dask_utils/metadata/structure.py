@@ -299,8 +299,8 @@ def chunk_key_findings(
             "chunk-key-outside-grid",
             keys,
             (
-                f"chunk key lies outside the grid {grids[owner].grid} of array "
-                f"{owner or '/'!r}: the shape was shrunk after writing, or the key belongs elsewhere"
+                f"chunk key lies outside the grid {grids[owner].grid} of array {owner or '/'!r}: "
+                "the shape was shrunk after writing, or the key belongs elsewhere"
             ),
             "if the array should be larger, restore its shape; otherwise delete the stray chunk",
         )
