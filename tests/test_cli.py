@@ -30,14 +30,6 @@ def _so_args(case):
     return args
 
 
-@pytest.fixture
-def sample(store_case):
-    build_sample_hierarchy(
-        store_case.url, zarr_format=store_case.zarr_format, storage_options=store_case.storage_options
-    )
-    return store_case
-
-
 def test_info_lists_nodes(sample, client):
     result = _run(["info", sample.url, "--json", *_so_args(sample)], client)
     assert result.exit_code == 0, result.output
@@ -68,7 +60,9 @@ def test_repair_dry_run_then_apply(sample, client, tmp_path):
     assert dry.exit_code == 1
     assert "dry run" in dry.stdout
     html = tmp_path / "r.html"
-    applied = _run(["repair", sample.url, "--apply", "--html", str(html), *_so_args(sample)], client)
+    applied = _run(
+        ["repair", sample.url, "--apply", "--html", str(html), *_so_args(sample)], client
+    )
     assert applied.exit_code == 0, applied.output
     assert "write-consolidated" in applied.stdout
     assert "<table" in html.read_text() or "Metadata repair" in html.read_text()
@@ -137,9 +131,15 @@ def test_usage_error_is_exit_2():
     ("pairs", "expected"),
     [
         pytest.param(("anon=true",), {"anon": True}, id="json-bool"),
-        pytest.param(("endpoint_url=http://h:9000",), {"endpoint_url": "http://h:9000"}, id="string"),
-        pytest.param(("client_kwargs.region_name=eu",), {"client_kwargs": {"region_name": "eu"}}, id="nested"),
-        pytest.param(("retries=3", "a.b.c=x"), {"retries": 3, "a": {"b": {"c": "x"}}}, id="several"),
+        pytest.param(
+            ("endpoint_url=http://h:9000",), {"endpoint_url": "http://h:9000"}, id="string"
+        ),
+        pytest.param(
+            ("client_kwargs.region_name=eu",), {"client_kwargs": {"region_name": "eu"}}, id="nested"
+        ),
+        pytest.param(
+            ("retries=3", "a.b.c=x"), {"retries": 3, "a": {"b": {"c": "x"}}}, id="several"
+        ),
     ],
 )
 def test_parse_storage_options(pairs, expected):
@@ -156,10 +156,18 @@ def test_real_process_with_embedded_cluster(tmp_path):
     import os
 
     env = {**os.environ, **env_cfg}
-    out = subprocess.run([*zdu, "validate", str(path), "--json"], capture_output=True, text=True, env=env, timeout=240)
+    out = subprocess.run(
+        [*zdu, "validate", str(path), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+    )
     assert out.returncode == 1, out.stderr
     assert "Dask dashboard" in out.stderr
     data = json.loads(out.stdout)
     assert "distributed" in data["engine"]
-    out = subprocess.run([*zdu, "repair", str(path), "--apply"], capture_output=True, text=True, env=env, timeout=240)
+    out = subprocess.run(
+        [*zdu, "repair", str(path), "--apply"], capture_output=True, text=True, env=env, timeout=240
+    )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -104,7 +104,12 @@ DOCUMENT_CASES = [
         _with(V3_ARRAY, data_type="int16", fill_value=70000),
         ["fill-value-invalid"],
     ),
-    ("v3-unknown-codec", "zarr.json", _with(V3_ARRAY, codecs=[{"name": "bytes"}, {"name": "lzma9"}]), ["codec-unknown"]),
+    (
+        "v3-unknown-codec",
+        "zarr.json",
+        _with(V3_ARRAY, codecs=[{"name": "bytes"}, {"name": "lzma9"}]),
+        ["codec-unknown"],
+    ),
     (
         "v3-unknown-inner-codec",
         "zarr.json",
@@ -126,7 +131,9 @@ DOCUMENT_CASES = [
     (
         "v3-bad-encoding",
         "zarr.json",
-        _with(V3_ARRAY, chunk_key_encoding={"name": "default", "configuration": {"separator": "-"}}),
+        _with(
+            V3_ARRAY, chunk_key_encoding={"name": "default", "configuration": {"separator": "-"}}
+        ),
         ["chunk-key-encoding-invalid"],
     ),
     (
@@ -144,13 +151,28 @@ DOCUMENT_CASES = [
     ("v2-bad-dtype", ".zarray", _with(V2_ARRAY, dtype="<q9"), ["dtype-invalid"]),
     ("v2-bad-chunks", ".zarray", _with(V2_ARRAY, chunks=[5, "x"]), ["chunks-invalid"]),
     ("v2-bad-shape", ".zarray", _with(V2_ARRAY, shape="big"), ["shape-invalid"]),
-    ("v2-bad-fill", ".zarray", _with(V2_ARRAY, dtype="<i2", fill_value="x"), ["fill-value-invalid"]),
+    (
+        "v2-bad-fill",
+        ".zarray",
+        _with(V2_ARRAY, dtype="<i2", fill_value="x"),
+        ["fill-value-invalid"],
+    ),
     ("v2-null-fill-ok", ".zarray", _with(V2_ARRAY, fill_value=None), []),
-    ("v2-unknown-compressor", ".zarray", _with(V2_ARRAY, compressor={"id": "nope"}), ["codec-unknown"]),
+    (
+        "v2-unknown-compressor",
+        ".zarray",
+        _with(V2_ARRAY, compressor={"id": "nope"}),
+        ["codec-unknown"],
+    ),
     ("v2-unknown-filter", ".zarray", _with(V2_ARRAY, filters=[{"id": "nope"}]), ["codec-unknown"]),
     ("v2-codec-no-id", ".zarray", _with(V2_ARRAY, compressor={"level": 1}), ["metadata-invalid"]),
     ("v2-order", ".zarray", _with(V2_ARRAY, order="K"), ["metadata-invalid"]),
-    ("v2-separator", ".zarray", _with(V2_ARRAY, dimension_separator="-"), ["chunk-key-encoding-invalid"]),
+    (
+        "v2-separator",
+        ".zarray",
+        _with(V2_ARRAY, dimension_separator="-"),
+        ["chunk-key-encoding-invalid"],
+    ),
     ("v2-wrong-format", ".zgroup", {"zarr_format": 3}, ["zarr-format-invalid"]),
     ("v2-group-no-format", ".zgroup", {}, ["metadata-missing-key"]),
     ("v2-attrs-not-object", ".zattrs", [1], ["attributes-invalid"]),
@@ -194,7 +216,12 @@ def test_missing_intermediate_group_and_root():
 
 def test_node_inside_array_and_mixed_formats():
     parsed, _ = _parsed(
-        {"zarr.json": V3_GROUP, "x/zarr.json": V3_ARRAY, "x/y/zarr.json": V3_GROUP, "z/.zgroup": {"zarr_format": 2}}
+        {
+            "zarr.json": V3_GROUP,
+            "x/zarr.json": V3_ARRAY,
+            "x/y/zarr.json": V3_GROUP,
+            "z/.zgroup": {"zarr_format": 2},
+        }
     )
     found = structure_findings(parsed)
     assert ("node-inside-array", "x/y") in {(f.code, f.location) for f in found}
@@ -224,8 +251,17 @@ def test_chunk_key_parsing(grid, key, coords):
 def test_chunk_key_findings():
     docs = {"zarr.json": V3_GROUP, "t/zarr.json": V3_ARRAY}
     parsed, _ = _parsed(docs)
-    listing = ["zarr.json", "t/zarr.json", "t/c/0/0", "t/c/1/1", "t/c/2/0", "t/c/0/0.x1.partial",
-               "ghost/c/0/0", "README.md", ".zdu/backups/1/zarr.json"]
+    listing = [
+        "zarr.json",
+        "t/zarr.json",
+        "t/c/0/0",
+        "t/c/1/1",
+        "t/c/2/0",
+        "t/c/0/0.x1.partial",
+        "ghost/c/0/0",
+        "README.md",
+        ".zdu/backups/1/zarr.json",
+    ]
     found = chunk_key_findings(parsed, listing, ignore_prefix=".zdu/backups")
     got = {(f.code, f.location) for f in found}
     assert ("chunk-key-outside-grid", "t/c/2/0") in got
@@ -246,7 +282,12 @@ def test_chunk_key_findings_are_capped():
 
 def _v3_hierarchy():
     child = {"zarr_format": 3, "node_type": "group", "attributes": {}}
-    docs = {"zarr.json": dict(V3_GROUP), "b/zarr.json": child, "b/x/zarr.json": V3_ARRAY, "a/zarr.json": V3_ARRAY}
+    docs = {
+        "zarr.json": dict(V3_GROUP),
+        "b/zarr.json": child,
+        "b/x/zarr.json": V3_ARRAY,
+        "a/zarr.json": V3_ARRAY,
+    }
     return docs
 
 
@@ -254,7 +295,11 @@ def test_expected_entries_v3_are_sorted_and_marked():
     parsed, _ = _parsed(_v3_hierarchy())
     entries = expected_entries(parsed)
     assert list(entries) == ["a", "b", "b/x"]
-    assert entries["b"]["consolidated_metadata"] == {"kind": "inline", "must_understand": False, "metadata": {}}
+    assert entries["b"]["consolidated_metadata"] == {
+        "kind": "inline",
+        "must_understand": False,
+        "metadata": {},
+    }
 
 
 def test_consolidated_findings_v3():
@@ -266,7 +311,10 @@ def test_consolidated_findings_v3():
     stale.pop("a")
     stale["gone"] = V3_ARRAY
     stale["b/x"] = _with(V3_ARRAY, shape=[99, 20])
-    docs["zarr.json"] = {**V3_GROUP, "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": stale}}
+    docs["zarr.json"] = {
+        **V3_GROUP,
+        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": stale},
+    }
     parsed, _ = _parsed(docs)
     found = consolidated_findings(parsed)
     by_loc = {f.location: f for f in found}
@@ -296,7 +344,11 @@ def test_unsorted_consolidated_that_drops_children():
     bad_order = ["a", "b", "a/x", "b/y", "a/z"]
     docs["zarr.json"] = {
         **V3_GROUP,
-        "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": {k: entries[k] for k in bad_order}},
+        "consolidated_metadata": {
+            "kind": "inline",
+            "must_understand": False,
+            "metadata": {k: entries[k] for k in bad_order},
+        },
     }
     parsed, _ = _parsed(docs)
     found = consolidated_findings(parsed)
@@ -305,7 +357,12 @@ def test_unsorted_consolidated_that_drops_children():
 
 
 def test_v2_consolidated_round_trip():
-    docs = {".zgroup": {"zarr_format": 2}, ".zattrs": {"t": 1}, "x/.zarray": V2_ARRAY, "x/.zattrs": {}}
+    docs = {
+        ".zgroup": {"zarr_format": 2},
+        ".zattrs": {"t": 1},
+        "x/.zarray": V2_ARRAY,
+        "x/.zattrs": {},
+    }
     parsed, _ = _parsed(docs, fmt=2)
     key, content = render_consolidated(parsed, expected_entries(parsed))
     assert key == ".zmetadata"
@@ -326,7 +383,14 @@ def test_diff_entries_fields():
 def test_plan_restores_from_consolidated_and_writes_consolidated_last():
     docs = _v3_hierarchy()
     parsed, _ = _parsed(docs)
-    docs["zarr.json"] = {**V3_GROUP, "consolidated_metadata": {"kind": "inline", "must_understand": False, "metadata": expected_entries(parsed)}}
+    docs["zarr.json"] = {
+        **V3_GROUP,
+        "consolidated_metadata": {
+            "kind": "inline",
+            "must_understand": False,
+            "metadata": expected_entries(parsed),
+        },
+    }
     docs["c/zarr.json"] = V3_ARRAY  # added after consolidation
     raw = _raw(docs)
     raw["a/zarr.json"] = b"{broken"
@@ -338,7 +402,7 @@ def test_plan_restores_from_consolidated_and_writes_consolidated_last():
     assert actions[-1] == ("write-consolidated", "zarr.json")
     assert ("restore-document", "a/zarr.json") in actions
     assert ("write-group-document", "b/zarr.json") in actions
-    assert json.loads(dict((a.key, a.content) for a in plan.actions)["a/zarr.json"]) == V3_ARRAY
+    assert json.loads({a.key: a.content for a in plan.actions}["a/zarr.json"]) == V3_ARRAY
     assert plan.unrepairable == ()
 
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import zarr
 from zarr.abc.store import Store
-from zarr.storage import FsspecStore, LocalStore, MemoryStore, ZipStore
+from zarr.storage import FsspecStore, LocalStore, MemoryStore, WrapperStore, ZipStore
 
 from zarr_dask_utils._core.errors import InvalidOptionError, ReadOnlyStoreError
 
@@ -85,8 +85,9 @@ class Location:
         if self.kind == "fsspec":
             proto = _URL.match(self.url)
             return bool(proto) and proto.group("proto") not in ("memory", "file")  # type: ignore[union-attr]
-        if self.kind == "object" and isinstance(self.store, FsspecStore):
-            protocol = self.store.fs.protocol
+        inner = _unwrap(self.store)
+        if self.kind == "object" and isinstance(inner, FsspecStore):
+            protocol = inner.fs.protocol
             protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
             return not set(protocols) & {"memory", "file", "local"}
         return False
@@ -97,10 +98,11 @@ class Location:
         if self.kind == "fsspec":
             return not self.url.startswith("memory://")
         if self.kind == "object":
-            if isinstance(self.store, MemoryStore):
+            inner = _unwrap(self.store)  # a LoggingStore around a MemoryStore is in memory too
+            if isinstance(inner, MemoryStore):
                 return False
-            if isinstance(self.store, FsspecStore):
-                protocol = self.store.fs.protocol
+            if isinstance(inner, FsspecStore):
+                protocol = inner.fs.protocol
                 protocols = (protocol,) if isinstance(protocol, str) else tuple(protocol)
                 return "memory" not in protocols
             return True
@@ -128,6 +130,13 @@ class Location:
                 store = _make_store(self)
                 _STORE_CACHE[key] = store
         return store
+
+
+def _unwrap(store: Store | None) -> Store | None:
+    """The innermost store of zarr ``WrapperStore`` layers (``LoggingStore``, …)."""
+    while isinstance(store, WrapperStore):
+        store = store._store
+    return store
 
 
 _STORE_CACHE: dict[tuple[Any, ...], Store] = {}

@@ -10,6 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from zarr.abc.store import Store
+from zarr.core.sync import sync
+from zarr.storage import FsspecStore
+
 from zarr_dask_utils._core.errors import NotAZarrStoreError, StoreNotFoundError
 from zarr_dask_utils._core.hierarchy import ARRAY_V2, GROUP_V2, ZARR_JSON, parse_document
 from zarr_dask_utils._core.locations import Location
@@ -18,6 +22,7 @@ from zarr_dask_utils._core.storeio import join_key, list_dir, read_keys, storage
 __all__ = ["Probe", "probe_location"]
 
 _MAX_CHILDREN_CHECKED = 50
+_BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,20 @@ def _nearest_existing(path: Path) -> Path | None:
         if parent.exists():
             return parent
     return None  # pragma: no cover - "/" always exists
+
+
+def _missing_bucket(store: Store) -> str | None:
+    """The bucket of an object-store location when it does not exist, else ``None``."""
+    if not isinstance(store, FsspecStore):
+        return None
+    protocol = store.fs.protocol
+    protocols = {protocol} if isinstance(protocol, str) else set(protocol)
+    if not protocols & _BUCKET_PROTOCOLS:
+        return None
+    bucket = store.path.strip("/").partition("/")[0]
+    if not bucket:
+        return None
+    return None if sync(store.fs._exists(bucket)) else bucket
 
 
 def probe_location(location: Location, *, allow_missing_root: bool = False) -> Probe:
@@ -98,7 +117,13 @@ def probe_location(location: Location, *, allow_missing_root: bool = False) -> P
                 mixed=is_v3 and (found[GROUP_V2] or found[ARRAY_V2]),
             )
         entries = list_dir(store, location.path)
+        bucket = None if entries else _missing_bucket(store)
     if not entries:
+        if bucket is not None:
+            raise StoreNotFoundError(
+                f"No Zarr store at {where}: the bucket {bucket!r} does not exist. Check the "
+                "bucket name and the endpoint_url/region in storage_options."
+            )
         raise StoreNotFoundError(
             f"No Zarr store at {where}: nothing is stored there (no objects under that prefix). "
             "Check the path or URL; for S3 check the bucket, prefix and endpoint_url."

@@ -7,14 +7,14 @@ translated into zarr-dask-utils errors that name the location and say what to do
 
 from __future__ import annotations
 
+import asyncio
 import errno
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
-from zarr.core.common import concurrent_map
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore
 
@@ -123,6 +123,31 @@ def storage_errors(where: str) -> Iterator[None]:
         raise translated from exc
 
 
+async def _concurrent_map(
+    items: Sequence[tuple[Any, ...]], func: Callable[..., Awaitable[Any]], *, limit: int
+) -> list[Any]:
+    """``func(*item)`` for every item, at most *limit* at once, results in order.
+
+    Unlike ``zarr.core.common.concurrent_map``, the first failure cancels the requests still
+    running (and waits for them), so none keeps reading, writing or retrying in the
+    background after the error has been reported.
+    """
+    sem = asyncio.Semaphore(limit)
+
+    async def run(item: tuple[Any, ...]) -> Any:
+        async with sem:
+            return await func(*item)
+
+    tasks = [asyncio.ensure_future(run(item)) for item in items]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+
+
 def list_keys(store: Store, prefix: str = "") -> list[str]:
     """List every key under *prefix* (sorted), reading fresh (no cached listings)."""
     if isinstance(store, FsspecStore):
@@ -168,7 +193,7 @@ def read_keys(
         buf = await store.get(key, prototype=prototype)
         return None if buf is None else buf.to_bytes()
 
-    values: Sequence[Any] = sync(concurrent_map([(k,) for k in keys], _one, limit=concurrency))
+    values: Sequence[Any] = sync(_concurrent_map([(k,) for k in keys], _one, limit=concurrency))
     return dict(zip(keys, values, strict=True))
 
 
@@ -179,9 +204,9 @@ def write_keys(store: Store, items: dict[str, bytes], *, concurrency: int = 64) 
     async def _one(key: str, value: bytes) -> None:
         await store.set(key, prototype.buffer.from_bytes(value))
 
-    sync(concurrent_map(list(items.items()), _one, limit=concurrency))
+    sync(_concurrent_map(list(items.items()), _one, limit=concurrency))
 
 
 def delete_keys(store: Store, keys: Iterable[str], *, concurrency: int = 64) -> None:
     """Delete keys (missing keys are ignored)."""
-    sync(concurrent_map([(k,) for k in keys], store.delete, limit=concurrency))
+    sync(_concurrent_map([(k,) for k in keys], store.delete, limit=concurrency))

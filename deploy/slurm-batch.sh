@@ -1,0 +1,120 @@
+#!/bin/bash
+# Slurm batch job: start a Dask scheduler and one Dask worker per allocated task, run
+# `zdu validate` on an S3 store against that cluster, then stop the cluster.
+#
+#   sbatch deploy/slurm-batch.sh                         # validates $STORE (see below)
+#   sbatch --export=ALL,STORE=s3://bucket/era5.zarr deploy/slurm-batch.sh
+#
+# The scheduler runs in the batch step (on the first node); the workers run in one `srun`
+# step across the allocation. They meet through a scheduler file on a filesystem every node
+# sees. The job's exit code is zdu's: 0 healthy, 1 problems found, 2 bad input.
+#
+#SBATCH --job-name=zdu-validate
+#SBATCH --nodes=2
+#SBATCH --ntasks-per-node=1
+#SBATCH --cpus-per-task=8
+#SBATCH --mem=16G
+#SBATCH --time=00:30:00
+#SBATCH --output=zdu-validate-%j.log
+
+set -euo pipefail
+
+# --- what to run -------------------------------------------------------------------------
+STORE="${STORE:-s3://my-bucket/era5.zarr}"
+# Extra zdu options, e.g. "-o endpoint_url=https://s3.example.org" for S3-compatible storage.
+ZDU_ARGS="${ZDU_ARGS:-}"
+# The report is printed to the job log and also written as HTML here.
+REPORT="${REPORT:-${SLURM_SUBMIT_DIR:-$PWD}/zdu-validate-${SLURM_JOB_ID:-local}.html}"
+
+# --- environment -------------------------------------------------------------------------
+# Every node must import the same zarr-dask-utils version (worker tasks are functions of the
+# package): use one environment on a shared filesystem, e.g. ZDU_VENV=/shared/envs/zdu.
+if [[ -n "${ZDU_VENV:-}" ]]; then
+    # shellcheck disable=SC1091
+    source "$ZDU_VENV/bin/activate"
+fi
+# S3 credentials: srun passes the job's environment to the workers, so AWS_PROFILE or
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY exported here (or in ~/.bashrc / the submit shell)
+# reach every worker. Credentials given as `-o key=... -o secret=...` travel with the tasks.
+# export AWS_PROFILE=research
+
+# --- cluster -----------------------------------------------------------------------------
+# On a shared filesystem: the workers on other nodes read it to find the scheduler.
+SCHEDULER_FILE="${SCHEDULER_FILE:-${SLURM_SUBMIT_DIR:-$PWD}/.dask-scheduler-${SLURM_JOB_ID:-local}.json}"
+N_WORKERS="${SLURM_NTASKS:-2}"
+N_THREADS="${SLURM_CPUS_PER_TASK:-4}"
+# Fast interconnect, e.g. DASK_INTERFACE=ib0; empty: the hostname's address.
+INTERFACE_ARGS=()
+if [[ -n "${DASK_INTERFACE:-}" ]]; then
+    INTERFACE_ARGS=(--interface "$DASK_INTERFACE")
+fi
+LOCAL_DIR="${TMPDIR:-/tmp}/dask-${SLURM_JOB_ID:-local}"
+
+PIDS=()
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do   # workers (the srun step), then the scheduler
+        kill "${PIDS[i]}" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        wait "$pid" 2>/dev/null || true
+    done
+    rm -f "$SCHEDULER_FILE"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 143' INT TERM    # scancel / time limit: stop the cluster too
+
+rm -f "$SCHEDULER_FILE"
+echo "== $(date -Is) starting the scheduler on $(hostname)"
+# Dashboard on port 8787 of this node; from a laptop:
+#   ssh -L 8787:<this node>:8787 <login node>   then open http://localhost:8787/status
+dask scheduler --scheduler-file "$SCHEDULER_FILE" "${INTERFACE_ARGS[@]}" \
+    --dashboard-address "${DASHBOARD_ADDRESS:-:8787}" &
+PIDS+=($!)
+
+for _ in $(seq 600); do
+    [[ -s "$SCHEDULER_FILE" ]] && break
+    sleep 0.1
+done
+[[ -s "$SCHEDULER_FILE" ]] || { echo "no scheduler file after 60 s" >&2; exit 2; }
+
+echo "== $(date -Is) starting $N_WORKERS worker(s) with $N_THREADS thread(s) each"
+# memory-limit auto respects the job's cgroup; local-directory on node-local disk.
+srun --ntasks="$N_WORKERS" --cpus-per-task="$N_THREADS" \
+    dask worker --scheduler-file "$SCHEDULER_FILE" "${INTERFACE_ARGS[@]}" \
+    --nthreads "$N_THREADS" --memory-limit auto --local-directory "$LOCAL_DIR" \
+    --no-dashboard &
+PIDS+=($!)
+
+python - "$SCHEDULER_FILE" "$N_WORKERS" <<'EOF'
+import sys
+
+from distributed import Client
+
+
+def installed():
+    from importlib.metadata import version
+
+    return version("zarr-dask-utils")
+
+
+with Client(scheduler_file=sys.argv[1], timeout="60s") as client:
+    client.wait_for_workers(int(sys.argv[2]), timeout="300s")
+    here = installed()
+    found = client.run(installed)
+    wrong = {w: v for w, v in found.items() if v != here}
+    if wrong:
+        sys.exit(f"workers with another zarr-dask-utils than {here}: {wrong}")
+    print(f"   {len(found)} worker(s) up, zarr-dask-utils {here}; dashboard {client.dashboard_link}")
+EOF
+
+echo "== $(date -Is) zdu validate $STORE"
+status=0
+# For pipelines use --json instead (the report as JSON on stdout, same exit codes).
+# shellcheck disable=SC2086  # ZDU_ARGS is a list of options
+zdu validate "$STORE" --scheduler-file "$SCHEDULER_FILE" --no-progress --html "$REPORT" \
+    $ZDU_ARGS || status=$?
+echo "== $(date -Is) done (exit $status); HTML report: $REPORT"
+exit "$status"
