@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from zarr.abc.store import Store
+from zarr.abc.store import OffsetByteRequest, Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore
@@ -188,9 +188,13 @@ def read_keys(
     """
     keys = list(dict.fromkeys(keys))
     prototype = default_buffer_prototype()
+    # s3fs sends a HEAD before every whole-object GET (to split big objects into concurrent
+    # ranges) unless the size is in its listing cache; a ``bytes=0-`` range returns the same
+    # bytes in one request (empty objects: b"", missing: None), halving requests on S3.
+    whole = OffsetByteRequest(0) if isinstance(store, FsspecStore) else None
 
     async def _one(key: str) -> bytes | None:
-        buf = await store.get(key, prototype=prototype)
+        buf = await store.get(key, prototype=prototype, byte_range=whole)
         return None if buf is None else buf.to_bytes()
 
     values: Sequence[Any] = sync(_concurrent_map([(k,) for k in keys], _one, limit=concurrency))
