@@ -6,12 +6,12 @@ Codes: ``json-invalid``, ``group-document-missing``, ``node-inside-array``, ``mi
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from zarr_dask_utils._core.chunkgrid import ArrayGrid, grid_from_document
 from zarr_dask_utils._core.hierarchy import (
     ARRAY_V2,
     ATTRS_V2,
@@ -178,64 +178,14 @@ def structure_findings(parsed: ParsedHierarchy) -> list[Finding]:
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class ArrayGrid:
-    """How the chunk keys of one array look: grid size, prefix and separator."""
-
-    path: str
-    grid: tuple[int, ...]
-    prefix: str  # "c" for the v3 default encoding, "" otherwise
-    separator: str
-
-    def parse(self, rel: str) -> tuple[int, ...] | None:
-        """Chunk coordinates of a key relative to the array, or ``None`` if malformed."""
-        if self.prefix:
-            if rel == self.prefix:
-                return () if not self.grid else None
-            if not rel.startswith(self.prefix + self.separator):
-                return None
-            rel = rel[len(self.prefix) + 1 :]
-        elif not self.grid:
-            return () if rel == "0" else None
-        parts = rel.split(self.separator)
-        if len(parts) != len(self.grid) or not all(p.isdigit() for p in parts):
-            return None
-        return tuple(int(p) for p in parts)
-
-
-def _grid(shape: Any, chunks: Any) -> tuple[int, ...] | None:
-    ok = isinstance(shape, list) and isinstance(chunks, list) and len(shape) == len(chunks)
-    if not ok or not all(isinstance(c, int) and c > 0 for c in chunks):
-        return None
-    if not all(isinstance(s, int) and s >= 0 for s in shape):
-        return None
-    return tuple(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
-
-
 def array_grids(parsed: ParsedHierarchy) -> dict[str, ArrayGrid]:
     """The chunk grid of every array whose document is valid enough to know it."""
     grids: dict[str, ArrayGrid] = {}
     for key, doc in parsed.docs.items():
         path, name = split_key(key)
-        if not isinstance(doc, Mapping):
-            continue
-        if name == ARRAY_V2:
-            grid = _grid(doc.get("shape"), doc.get("chunks"))
-            sep = doc.get("dimension_separator") or "."
-            if grid is not None:
-                grids[path] = ArrayGrid(path, grid, "", sep)
-        elif name == ZARR_JSON and doc.get("node_type") == "array":
-            config = (doc.get("chunk_grid") or {}).get("configuration") or {}
-            grid = _grid(doc.get("shape"), config.get("chunk_shape"))
-            encoding = doc.get("chunk_key_encoding") or {}
-            if isinstance(encoding, str):
-                encoding = {"name": encoding}
-            is_default = encoding.get("name", "default") == "default"
-            sep = (encoding.get("configuration") or {}).get("separator") or (
-                "/" if is_default else "."
-            )
-            if grid is not None:
-                grids[path] = ArrayGrid(path, grid, "c" if is_default else "", sep)
+        grid = grid_from_document(path, name, doc)
+        if grid is not None:
+            grids[path] = grid
     return grids
 
 

@@ -1,0 +1,253 @@
+"""Decode stored objects with zarr's own codec pipeline, one key at a time (worker side).
+
+The raw bytes of a batch are read concurrently through the Store API, then every object is
+decoded by the array's codec pipeline (``AsyncArray.codec_pipeline``) with the chunk spec
+zarr itself would use, so a failure is attributed to its key.  Sharded arrays decode whole
+shards (the shard index checksum included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.abc.store import Store
+from zarr.core.buffer import default_buffer_prototype
+from zarr.core.sync import sync
+
+from zarr_dask_utils._core.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.storeio import concurrent_map, join_key
+from zarr_dask_utils.integrity.plan import classify_decode_error
+
+__all__ = ["ArrayStats", "DecodeResult", "blosc_threads", "decode_objects", "open_array"]
+
+MAX_BAD_PER_TASK = 1000
+
+
+@contextlib.contextmanager
+def blosc_threads(n: int | None) -> Iterator[None]:
+    """Run the block with blosc using *n* threads (``None``: leave blosc alone)."""
+    if n is None:
+        yield
+        return
+    from numcodecs import blosc
+
+    previous = blosc.set_nthreads(int(n))
+    try:
+        yield
+    finally:
+        blosc.set_nthreads(previous)
+
+
+@dataclass
+class ArrayStats:
+    """Value statistics of one array's decoded data (finite values only for min/max)."""
+
+    nan: int = 0
+    inf: int = 0
+    min: float | None = None
+    max: float | None = None
+    elements: int = 0
+
+    def add(self, values: np.ndarray[Any, Any]) -> None:
+        """Fold the values of one decoded chunk in."""
+        self.elements += int(values.size)
+        if values.dtype.kind not in "biufc" or values.size == 0:
+            return
+        if values.dtype.kind in "fc":
+            finite = np.isfinite(values)
+            self.nan += int(np.isnan(values).sum())
+            self.inf += int(np.isinf(values).sum())
+            values = values[finite]
+            if values.size == 0:
+                return
+        if values.dtype.kind == "c":
+            values = np.abs(values)
+        lo, hi = values.min().item(), values.max().item()
+        self.min = lo if self.min is None else min(self.min, lo)
+        self.max = hi if self.max is None else max(self.max, hi)
+
+    def merge(self, other: ArrayStats) -> None:
+        """Fold another partial result in."""
+        self.nan += other.nan
+        self.inf += other.inf
+        self.elements += other.elements
+        for name, pick in (("min", min), ("max", max)):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            setattr(
+                self,
+                name,
+                theirs if mine is None else mine if theirs is None else pick(mine, theirs),
+            )
+
+
+@dataclass
+class DecodeResult:
+    """What one task found: bad keys, counts and (optionally) value statistics."""
+
+    bad: list[tuple[str, str, str]] = field(default_factory=list)  # key, code, message
+    bad_count: int = 0
+    decoded: int = 0
+    missing: int = 0
+    raw_bytes: int = 0
+    decoded_bytes: int = 0
+    stats: dict[str, ArrayStats] = field(default_factory=dict)
+    unreadable: dict[str, str] = field(default_factory=dict)  # array path → error
+
+    def add_bad(self, key: str, code: str, message: str) -> None:
+        """Record one bad object (the first :data:`MAX_BAD_PER_TASK` with their reasons)."""
+        self.bad_count += 1
+        if len(self.bad) < MAX_BAD_PER_TASK:
+            self.bad.append((key, code, message))
+
+    def merge(self, other: DecodeResult) -> DecodeResult:
+        """Fold another task's result in (returns ``self``)."""
+        for item in other.bad:
+            if len(self.bad) < MAX_BAD_PER_TASK:
+                self.bad.append(item)
+        self.bad_count += other.bad_count
+        self.decoded += other.decoded
+        self.missing += other.missing
+        self.raw_bytes += other.raw_bytes
+        self.decoded_bytes += other.decoded_bytes
+        self.unreadable.update(other.unreadable)
+        for path, stats in other.stats.items():
+            self.stats.setdefault(path, ArrayStats()).merge(stats)
+        return self
+
+
+def open_array(store: Store, root: str, path: str, zarr_format: int | None) -> zarr.Array[Any]:
+    """Open the array at *path* (relative to the hierarchy root *root*) read-only."""
+    return zarr.open_array(
+        store, path=join_key(root, path) if path else root, mode="r", zarr_format=zarr_format
+    )  # type: ignore[arg-type]
+
+
+def _blosc_length(raw: bytes) -> int | None:
+    """The compressed size a blosc header announces (bytes 12-16), or ``None``."""
+    return int.from_bytes(raw[12:16], "little") if len(raw) >= 16 else None
+
+
+def is_blosc_last(array: zarr.Array[Any]) -> bool:
+    """``True`` when an unsharded array's outermost codec is blosc (its header has a length)."""
+    md = array.metadata
+    if md.zarr_format == 2:
+        comp = md.compressor
+        return comp is not None and getattr(comp, "codec_id", None) == "blosc"
+    codecs = md.codecs
+    return bool(codecs) and type(codecs[-1]).__name__ == "BloscCodec"
+
+
+def decode_objects(
+    array: zarr.Array[Any],
+    grid: ArrayGrid,
+    indices: Sequence[int],
+    *,
+    result: DecodeResult,
+    key_prefix: str,
+    concurrency: int = 64,
+    stats: bool = False,
+) -> None:
+    """Read and decode the objects at grid *indices* of *array*, folding findings into *result*.
+
+    Parameters
+    ----------
+    array
+        The opened array.
+    grid
+        Its storage grid (shards when sharded).
+    indices
+        Flat C-order indices into the storage grid.
+    result
+        Accumulates bad keys and counts.
+    key_prefix
+        Array path relative to the hierarchy root, for the keys in findings.
+    concurrency
+        Reads in flight.
+    stats
+        Also count NaN/Inf and the value range (inside the array bounds only).
+    """
+    store = array.store_path.store
+    base = array.store_path.path
+    coords = [grid.coords(i) for i in indices]
+    rel_keys = [grid.key(c) for c in coords]
+    aa = array._async_array
+    proto = default_buffer_prototype()
+    check_blosc = is_blosc_last(array)
+
+    async def one(c: tuple[int, ...], rel: str) -> tuple[str, Any, Any, int]:
+        # read and decode one object, so reads and decodes of a batch overlap
+        buf = await store.get(join_key(base, rel), prototype=proto)
+        if buf is None:
+            return "missing", None, None, 0
+        size = len(buf)
+        head = buf[:16].to_bytes() if check_blosc and size >= 16 else b""
+        if head and (announced := _blosc_length(head)) != size:
+            return "blosc", announced, None, size
+        spec = aa.metadata.get_chunk_spec(c, aa.config, prototype=proto)
+        try:
+            out = next(iter(await aa.codec_pipeline.decode([(buf, spec)])))
+        except Exception as err:  # attributed to this key below
+            return "error", err, spec, size
+        return "ok", out, spec, size
+
+    outcomes = sync(
+        concurrent_map(list(zip(coords, rel_keys, strict=True)), one, limit=concurrency)
+    )
+    for c, rel, (status, out, spec, size) in zip(coords, rel_keys, outcomes, strict=True):
+        key = join_key(key_prefix, rel)
+        result.raw_bytes += size
+        if status == "missing":
+            result.missing += 1
+            continue
+        if status == "blosc":
+            result.add_bad(
+                key,
+                "chunk-wrong-size",
+                f"the blosc header announces {out} compressed bytes, the object holds "
+                f"{size}: truncated or overwritten",
+            )
+            continue
+        if status == "error":
+            text = f"{type(out).__name__}: {out}"
+            result.add_bad(key, classify_decode_error(text), f"decoding failed ({text[:300]})")
+            continue
+        values = None if out is None else out.as_numpy_array()
+        if values is None or tuple(values.shape) != tuple(spec.shape):
+            found = None if values is None else values.shape
+            result.add_bad(
+                key, "chunk-wrong-size", f"decoded to shape {found}, expected {tuple(spec.shape)}"
+            )
+            continue
+        result.decoded += 1
+        result.decoded_bytes += int(values.nbytes)
+        if stats:
+            region = grid.region(c)
+            inside = values[tuple(slice(0, r.stop - r.start) for r in region)]
+            result.stats.setdefault(key_prefix, ArrayStats()).add(inside)
+
+
+def grid_of(array: zarr.Array[Any], path: str) -> ArrayGrid:
+    """The storage grid of an opened array (shards when sharded)."""
+    from zarr_dask_utils._core.chunkgrid import grid_from_document
+
+    md = array.metadata
+    doc: Mapping[str, Any] = md.to_dict()
+    name = ".zarray" if md.zarr_format == 2 else "zarr.json"
+    doc = _jsonish(doc)
+    grid = grid_from_document(path, name, doc)
+    if grid is None:  # pragma: no cover - zarr opened it, so its grid is valid
+        raise ValueError(f"array {path!r} has no regular chunk grid")
+    return grid
+
+
+def _jsonish(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _jsonish(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonish(v) for v in value]
+    return value

@@ -1,0 +1,379 @@
+"""Checksum manifests: every object's size and strong hash, and verification against one.
+
+Manifest format (JSON, version 1)::
+
+    {
+      "format": "zarr-dask-utils-manifest",
+      "version": 1,
+      "algorithm": "blake2b",          # any hashlib algorithm name
+      "created": "2026-11-25T03:00:00+00:00",
+      "store": "s3://bucket/era5.zarr",  # informative, credentials removed
+      "count": 2, "total_bytes": 1234,
+      "objects": {"zarr.json": {"size": 312, "hash": "<hex>"}, "t2m/c/0/0": {...}}
+    }
+
+Keys are relative to the hierarchy root, sorted; readers must ignore unknown top-level
+fields, and a new ``version`` is only introduced for incompatible changes.  Creating and
+verifying are Dask graphs: one listing with sizes, then hash tasks of about
+``integrity.hash-batch-bytes`` stored bytes each.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dask.delayed import delayed
+from dask.utils import parse_bytes
+from distributed import Client
+
+from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils._core.graph import run_graph, task_name
+from zarr_dask_utils._core.listing import list_sizes_task
+from zarr_dask_utils._core.locations import Location, StoreLike, redact, resolve_location
+from zarr_dask_utils._core.probe import probe_location
+from zarr_dask_utils._core.reports import Finding, sort_findings
+from zarr_dask_utils._core.storeio import join_key, read_keys, storage_errors
+from zarr_dask_utils.integrity.plan import cap, partition_keys
+from zarr_dask_utils.integrity.reports import ManifestReport, ManifestVerificationReport
+
+__all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "create_manifest", "hash_task", "verify_manifest"]
+
+MANIFEST_FORMAT = "zarr-dask-utils-manifest"
+MANIFEST_VERSION = 1
+_READ_BYTES = 64 * 2**20  # stored bytes held in memory at once inside a hash task
+
+
+def hash_task(
+    location: Location, sizes: Mapping[str, int], algorithm: str, concurrency: int
+) -> dict[str, dict[str, Any] | None]:
+    """Worker task: ``{key: {"size", "hash"}}`` of the given objects (``None``: vanished)."""
+    out: dict[str, dict[str, Any] | None] = {}
+    with storage_errors(location.display):
+        store = location.open_store()
+        for part in partition_keys(sizes, _READ_BYTES, max_keys=1000):
+            raw = read_keys(
+                store, [join_key(location.path, k) for k in part], concurrency=concurrency
+            )
+            for key, value in zip(part, raw.values(), strict=True):
+                out[key] = (
+                    None
+                    if value is None
+                    else {"size": len(value), "hash": hashlib.new(algorithm, value).hexdigest()}
+                )
+    return out
+
+
+def _is_url(text: str) -> bool:
+    return "://" in text and not text.startswith("file://")
+
+
+def _check_algorithm(algorithm: str) -> str:
+    if algorithm not in hashlib.algorithms_available:
+        raise InvalidOptionError(
+            f"Unknown hash algorithm {algorithm!r}. Use one of hashlib's, e.g. 'blake2b' or "
+            "'sha256'."
+        )
+    return algorithm
+
+
+def _hash_graph(
+    location: Location,
+    sizes: Mapping[str, int],
+    algorithm: str,
+    *,
+    op: str,
+    client: Client | None,
+    progress: bool | None,
+) -> tuple[dict[str, dict[str, Any] | None], str]:
+    batch = parse_bytes(str(get_option("integrity.hash-batch-bytes")))
+    concurrency = int(get_option("io.concurrency"))
+    tasks = [
+        delayed(hash_task, pure=False)(
+            location,
+            {k: sizes[k] for k in keys},
+            algorithm,
+            concurrency,
+            dask_key_name=task_name(f"{op}-hash", location, i),
+        )
+        for i, keys in enumerate(partition_keys(sizes, batch))
+    ]
+    if not tasks:
+        return {}, ""
+    result = run_graph(tasks, location=location, op=op, client=client, progress=progress)
+    merged: dict[str, dict[str, Any] | None] = {}
+    for part in result:
+        merged.update(part)
+    return merged, result.engine
+
+
+def _list(
+    location: Location, op: str, client: Client | None, progress: bool | None
+) -> tuple[dict[str, int], str]:
+    listing = delayed(list_sizes_task, pure=False)(
+        location, dask_key_name=task_name(f"{op}-list", location)
+    )
+    result = run_graph([listing], location=location, op=op, client=client, progress=progress)
+    return result[0], result.engine
+
+
+def write_document(
+    doc: Mapping[str, Any],
+    output: str | os.PathLike[str],
+    storage_options: Mapping[str, Any] | None,
+) -> str:
+    """Write *doc* as JSON to a local path (atomically) or an fsspec URL; return where."""
+    data = json.dumps(doc, indent=1, sort_keys=False).encode()
+    text = os.fspath(output)
+    if _is_url(text):
+        import fsspec
+
+        with fsspec.open(text, "wb", **dict(storage_options or {})) as f:
+            f.write(data)
+        return redact(text)
+    if storage_options:
+        raise InvalidOptionError(
+            f"output_storage_options were given for the local path {text!r}; remove them."
+        )
+    path = Path(text.removeprefix("file://")).expanduser().resolve()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+    return str(path)
+
+
+def read_document(
+    manifest: str | os.PathLike[str] | Mapping[str, Any], storage_options: Mapping[str, Any] | None
+) -> tuple[dict[str, Any], str]:
+    """Load and validate a manifest from a path, URL or mapping; return it and its name."""
+    if isinstance(manifest, Mapping):
+        doc, name = dict(manifest), "<manifest object>"
+    else:
+        text = os.fspath(manifest)
+        name = redact(text)
+        try:
+            if _is_url(text):
+                import fsspec
+
+                with fsspec.open(text, "rb", **dict(storage_options or {})) as f:
+                    doc = json.loads(f.read())
+            else:
+                doc = json.loads(Path(text.removeprefix("file://")).expanduser().read_bytes())
+        except (OSError, ValueError) as err:
+            raise InvalidOptionError(
+                f"Cannot read the manifest {name}: {err}. Pass the file written by "
+                "`zdu manifest create` (or create_manifest)."
+            ) from err
+    if (
+        not isinstance(doc, Mapping)
+        or doc.get("format") != MANIFEST_FORMAT
+        or not isinstance(doc.get("objects"), Mapping)
+    ):
+        raise InvalidOptionError(
+            f"{name} is not a zarr-dask-utils manifest (expected a JSON object with "
+            f'"format": {MANIFEST_FORMAT!r} and "objects"). Create one with `zdu manifest create`.'
+        )
+    if doc.get("version") != MANIFEST_VERSION:
+        raise InvalidOptionError(
+            f"{name} is manifest version {doc.get('version')!r}; this zarr-dask-utils reads "
+            "version "
+            f"{MANIFEST_VERSION}. Upgrade zarr-dask-utils or recreate the manifest."
+        )
+    _check_algorithm(str(doc.get("algorithm")))
+    return doc, name
+
+
+def create_manifest(
+    store: StoreLike,
+    output: str | os.PathLike[str] | None = None,
+    *,
+    algorithm: str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    output_storage_options: Mapping[str, Any] | None = None,
+    client: Client | None = None,
+    progress: bool | None = None,
+) -> ManifestReport:
+    """Record every object's size and strong hash (a Dask graph), optionally write it as JSON.
+
+    Parameters
+    ----------
+    store
+        The hierarchy (path, URL, zarr Store/Group).
+    output
+        Local path or fsspec URL to write the manifest to (``None``: only return it in
+        ``report.document``).
+    algorithm
+        Any hashlib algorithm (default ``integrity.manifest-algorithm``: ``blake2b``).
+    storage_options, output_storage_options
+        fsspec options for the store and for the output URL.
+    client, progress
+        Dask client; progress bar.
+
+    Returns
+    -------
+    ManifestReport
+        Counts, where it was written, and the manifest itself in ``document``.
+    """
+    algorithm = _check_algorithm(str(get_option("integrity.manifest-algorithm", algorithm)))
+    if output is not None and output_storage_options and not _is_url(os.fspath(output)):
+        raise InvalidOptionError(
+            f"output_storage_options were given for the local path {os.fspath(output)!r}, where "
+            "they would be ignored; remove them, or write to a URL such as s3://bucket/m.json."
+        )
+    location = resolve_location(store, storage_options=storage_options)
+    probe_location(location)
+    sizes, engine = _list(location, "manifest", client, progress)
+    hashed, engine2 = _hash_graph(
+        location, sizes, algorithm, op="manifest", client=client, progress=progress
+    )
+    objects = {k: v for k, v in sorted(hashed.items()) if v is not None}
+    doc = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "algorithm": algorithm,
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "store": location.display,
+        "count": len(objects),
+        "total_bytes": sum(int(v["size"]) for v in objects.values()),
+        "objects": objects,
+    }
+    written = None if output is None else write_document(doc, output, output_storage_options)
+    return ManifestReport(
+        location=location.display,
+        engine=engine2 or engine,
+        algorithm=algorithm,
+        objects=len(objects),
+        total_bytes=int(doc["total_bytes"]),
+        output=written,
+        document=doc,
+    )
+
+
+def verify_manifest(
+    store: StoreLike,
+    manifest: str | os.PathLike[str] | Mapping[str, Any],
+    *,
+    storage_options: Mapping[str, Any] | None = None,
+    manifest_storage_options: Mapping[str, Any] | None = None,
+    client: Client | None = None,
+    progress: bool | None = None,
+) -> ManifestVerificationReport:
+    """Check a store against a manifest: changed (bit rot), truncated, missing, extra objects.
+
+    Parameters
+    ----------
+    store
+        The hierarchy the manifest was created from (or a copy of it).
+    manifest
+        Path or URL of the manifest JSON, or the manifest mapping itself.
+    storage_options, manifest_storage_options
+        fsspec options for the store and for the manifest URL.
+    client, progress
+        Dask client; progress bar.
+
+    Returns
+    -------
+    ManifestVerificationReport
+    """
+    doc, name = read_document(manifest, manifest_storage_options)
+    algorithm = str(doc["algorithm"])
+    expected: Mapping[str, Mapping[str, Any]] = doc["objects"]
+    location = resolve_location(store, storage_options=storage_options)
+    probe_location(location, allow_missing_root=True)
+    sizes, engine = _list(location, "manifest-verify", client, progress)
+    found: dict[str, list[Finding]] = {
+        c: []
+        for c in (
+            "object-missing",
+            "object-truncated",
+            "object-size-changed",
+            "object-changed",
+            "object-extra",
+        )
+    }
+    to_hash: dict[str, int] = {}
+    for key, entry in expected.items():
+        if key not in sizes:
+            found["object-missing"].append(
+                Finding(
+                    "error",
+                    "object-missing",
+                    key,
+                    f"recorded in the manifest ({entry.get('size')} bytes) but no longer stored",
+                    "restore it from a backup or the source",
+                )
+            )
+        elif sizes[key] < int(entry.get("size", -1)):
+            found["object-truncated"].append(
+                Finding(
+                    "error",
+                    "object-truncated",
+                    key,
+                    f"{sizes[key]} bytes stored, {entry.get('size')} recorded: truncated",
+                    "restore it from a backup or the source",
+                )
+            )
+        elif sizes[key] != int(entry.get("size", -1)):
+            found["object-size-changed"].append(
+                Finding(
+                    "error",
+                    "object-size-changed",
+                    key,
+                    f"{sizes[key]} bytes stored, {entry.get('size')} recorded",
+                    "restore it, or recreate the manifest if the change was intended",
+                )
+            )
+        else:
+            to_hash[key] = sizes[key]
+    for key in sizes:
+        if key not in expected:
+            found["object-extra"].append(
+                Finding(
+                    "warning",
+                    "object-extra",
+                    key,
+                    "stored but not in the manifest (written after it was created?)",
+                    "recreate the manifest if the object belongs to the data",
+                )
+            )
+    hashed, engine2 = _hash_graph(
+        location, to_hash, algorithm, op="manifest-verify", client=client, progress=progress
+    )
+    for key, got in sorted(hashed.items()):
+        if got is None:
+            found["object-missing"].append(
+                Finding("error", "object-missing", key, "deleted while being verified")
+            )
+        elif got["hash"] != expected[key].get("hash"):
+            found["object-changed"].append(
+                Finding(
+                    "error",
+                    "object-changed",
+                    key,
+                    f"same size, different {algorithm} hash: the bytes changed (bit rot, or a "
+                    "rewrite)",
+                    "restore it from a backup or the source",
+                )
+            )
+    findings = [f for items in found.values() for f in cap(items)]
+    return ManifestVerificationReport(
+        location=location.display,
+        engine=engine2 or engine,
+        findings=sort_findings(findings),
+        algorithm=algorithm,
+        manifest=name,
+        objects_checked=len(expected),
+        changed=len(found["object-changed"])
+        + len(found["object-truncated"])
+        + len(found["object-size-changed"]),
+        missing=len(found["object-missing"]),
+        extra=len(found["object-extra"]),
+    )

@@ -1,0 +1,120 @@
+"""Verify a reproducible random sample of one array's chunks, and say what it rules out."""
+
+from __future__ import annotations
+
+import math
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from dask.utils import parse_bytes
+from distributed import Client
+
+from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils._core.graph import run_graph
+from zarr_dask_utils._core.locations import StoreLike, resolve_location
+from zarr_dask_utils._core.reports import sort_findings
+from zarr_dask_utils._core.storeio import storage_errors
+from zarr_dask_utils.integrity.decode import grid_of, open_array
+from zarr_dask_utils.integrity.findings import decode_findings
+from zarr_dask_utils.integrity.plan import miss_probability, sample_indices, smallest_detectable
+from zarr_dask_utils.integrity.reports import ChunkSampleReport
+from zarr_dask_utils.integrity.scan import scan_graph
+
+__all__ = ["sample_statement", "verify_chunks"]
+
+
+def sample_statement(
+    n_total: int, n_sampled: int, n_bad_found: int
+) -> tuple[dict[int, float], int, str]:
+    """Miss probabilities for a few numbers of bad chunks, the 95 % threshold, and a sentence."""
+    ks = sorted({k for k in (1, 2, 5, 10, 50, 100) if k <= n_total})
+    probs = {k: miss_probability(n_total, n_sampled, k) for k in ks}
+    detectable = smallest_detectable(n_total, n_sampled)
+    if n_bad_found:
+        text = (
+            f"{n_bad_found} bad chunk(s) found in the sample: the array is damaged; run "
+            "`zdu check --deep` to find every bad chunk"
+        )
+    elif n_sampled >= n_total:
+        text = "every chunk was decoded: no stored chunk is undecodable"
+    else:
+        shown = ", ".join(f"{k} bad: {p:.1%}" for k, p in probs.items())
+        text = (
+            f"no bad chunk in {n_sampled} of {n_total}: this rules out {detectable} or more bad "
+            f"chunks with 95 % confidence, but not fewer (chance that all bad chunks were missed: "
+            f"{shown}); deleted chunks read as fill value and are not detectable this way"
+        )
+    return probs, detectable, text
+
+
+def verify_chunks(
+    array: StoreLike,
+    *,
+    sample_rate: float = 0.1,
+    seed: int | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    client: Client | None = None,
+    progress: bool | None = None,
+) -> ChunkSampleReport:
+    """Decode a reproducible random sample of an array's stored objects (chunks or shards).
+
+    Parameters
+    ----------
+    array
+        The array: a zarr Array, or a path/URL whose root is the array.
+    sample_rate
+        Fraction of the grid to sample (at least one object), ``0 < rate <= 1``.
+    seed
+        Seed of the sample; ``None`` draws one and records it in the report, so the same
+        sample can be checked again.
+    storage_options
+        fsspec options for URLs.
+    client
+        Dask client.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    ChunkSampleReport
+        Bad keys as findings, the seed, and the probability of having missed *k* bad chunks.
+    """
+    if not 0 < sample_rate <= 1:
+        raise InvalidOptionError(f"sample_rate={sample_rate} must be in (0, 1], e.g. 0.1.")
+    location = resolve_location(array, storage_options=storage_options)
+    seed = secrets.randbits(32) if seed is None else int(seed)
+    with storage_errors(location.display):
+        opened = open_array(location.open_store(), location.path, "", None)
+    grid = grid_of(opened, "")
+    fmt = opened.metadata.zarr_format
+    picked = sample_indices(grid.nchunks, sample_rate, seed)
+    per = max(1, math.prod(grid.chunks) * opened.dtype.itemsize)
+    per_batch = max(1, parse_bytes(str(get_option("integrity.batch-bytes"))) // per)
+    work = [(("", fmt, picked[i : i + per_batch]),) for i in range(0, len(picked), per_batch)]
+    result = run_graph(
+        [scan_graph(location, work, op="verify-chunks", stats=False)],
+        location=location,
+        op="verify-chunks",
+        client=client,
+        progress=progress,
+    )
+    decoded = result[0]
+    probs, detectable, text = sample_statement(grid.nchunks, len(picked), decoded.bad_count)
+    return ChunkSampleReport(
+        location=location.display,
+        engine=result.engine,
+        findings=sort_findings(decode_findings(decoded)),
+        array=location.path,
+        seed=seed,
+        sample_rate=sample_rate,
+        grid_objects=grid.nchunks,
+        sampled=len(picked),
+        decoded=decoded.decoded,
+        missing=decoded.missing,
+        bad=decoded.bad_count,
+        miss_probabilities=probs,
+        detectable_95=detectable,
+        statement=text,
+    )
