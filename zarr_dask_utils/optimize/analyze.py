@@ -1,0 +1,206 @@
+"""``analyze_chunks``: read costs of access patterns for the current chunks, and better chunks.
+
+Metadata only: shapes, chunks, shards and dimension names come from
+:func:`~zarr_dask_utils.walk_hierarchy` (one Dask graph reading the documents); no chunk is
+read.  The arithmetic lives in the pure :mod:`~zarr_dask_utils.optimize.patterns` and
+:mod:`~zarr_dask_utils.optimize.cost_model`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from dask.utils import parse_bytes
+from distributed import Client
+
+from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.hierarchy import NodeInfo
+from zarr_dask_utils._core.locations import StoreLike
+from zarr_dask_utils._core.reports import Finding, sort_findings
+from zarr_dask_utils._core.walk import walk_hierarchy
+from zarr_dask_utils.optimize.cost_model import (
+    CostParams,
+    consistent_chunks,
+    pattern_cost,
+    recommend_chunks,
+)
+from zarr_dask_utils.optimize.patterns import resolve_patterns
+from zarr_dask_utils.optimize.reports import ChunkAnalysisReport
+
+__all__ = ["analyze_chunks", "dims_of"]
+
+
+def dims_of(node: NodeInfo) -> tuple[str | None, ...]:
+    """Axis names from ``dimension_names`` or ``_ARRAY_DIMENSIONS``, else ``None`` per axis."""
+    ndim = len(node.shape or ())
+    if node.dimension_names and len(node.dimension_names) == ndim:
+        return tuple(node.dimension_names)
+    dims = node.attributes.get("_ARRAY_DIMENSIONS") if node.attributes else None
+    if isinstance(dims, list) and len(dims) == ndim:
+        return tuple(dims)
+    return (None,) * ndim
+
+
+def _bytes(value: int | str | None, key: str) -> int:
+    value = get_option(key, value)
+    return int(parse_bytes(value) if isinstance(value, str) else value)
+
+
+def _itemsize(dtype: str | None) -> int | None:
+    try:
+        return int(np.dtype(dtype).itemsize) if dtype else None
+    except TypeError:
+        return None
+
+
+def analyze_chunks(
+    store: StoreLike,
+    access_pattern: Any = "sequential",
+    *,
+    min_chunk_bytes: int | str | None = None,
+    max_chunk_bytes: int | str | None = None,
+    shard_bytes: int | str | None = None,
+    params: CostParams | Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    client: Client | None = None,
+    progress: bool | None = None,
+) -> ChunkAnalysisReport:
+    """Analyse every array's chunking for access patterns and recommend better chunks.
+
+    Parameters
+    ----------
+    store
+        Path, URL, zarr Store/Group/Array (format 2 or 3).
+    access_pattern
+        ``"sequential"``, ``"time-series"``, ``"spatial"``, ``"random"``, a list of them, a
+        mapping name → weight, or a list of selections (tuples of slices/ints or mappings of
+        dimension name → slice/int), each optionally ``(selection, weight)``.
+    min_chunk_bytes, max_chunk_bytes
+        Size bounds of a recommended chunk (default ``optimize.min-chunk`` / ``max-chunk``).
+    shard_bytes
+        Target size of a recommended shard for format 3 (``0``: never recommend shards).
+    params
+        Cost-model parameters (:class:`~zarr_dask_utils.optimize.cost_model.CostParams` or a
+        mapping of its fields); defaults describe an object store.
+    storage_options, client, progress
+        As for :func:`~zarr_dask_utils.walk_hierarchy`.
+
+    Returns
+    -------
+    ChunkAnalysisReport
+        Per array: costs per pattern now and with the recommendation, the recommended chunks
+        (and shards) and why; arrays sharing a dimension get the same chunk size along it.
+
+    Examples
+    --------
+    >>> import zarr
+    >>> from zarr_dask_utils import analyze_chunks
+    >>> a = zarr.create_array(zarr.storage.MemoryStore(), shape=(100, 50), chunks=(1, 50),
+    ...                       dtype="f4", dimension_names=("time", "x"))
+    >>> r = analyze_chunks(a, "time-series", min_chunk_bytes=400, progress=False)
+    >>> r.recommended("")[0]
+    100
+    """
+    lo = _bytes(min_chunk_bytes, "optimize.min-chunk")
+    hi = _bytes(max_chunk_bytes, "optimize.max-chunk")
+    shard = _bytes(shard_bytes, "optimize.shard-size")
+    cost_params = params if isinstance(params, CostParams) else CostParams(**dict(params or {}))
+    hierarchy = walk_hierarchy(
+        store, storage_options=storage_options, client=client, progress=progress
+    )
+    rows: list[dict[str, Any]] = []
+    pattern_rows: dict[str, Any] = {}
+    for node in hierarchy.arrays:
+        itemsize = _itemsize(node.dtype)
+        if itemsize is None or not node.shape or node.chunks is None:
+            continue
+        dims = dims_of(node)
+        patterns = resolve_patterns(
+            access_pattern, node.shape, dims, strict=len(hierarchy.arrays) == 1
+        )
+        for p in patterns:
+            pattern_rows.setdefault(p.name, {"name": p.name, "weight": p.weight})
+        current = tuple(
+            pattern_cost(p, node.chunks, itemsize, cost_params, shards=node.shards)
+            for p in patterns
+        )
+        rec = recommend_chunks(
+            node.shape,
+            itemsize,
+            patterns,
+            current=node.chunks,
+            min_bytes=lo,
+            max_bytes=hi,
+            params=cost_params,
+            zarr_format=node.zarr_format,
+            shard_bytes=shard,
+            dims=dims,
+        )
+        rows.append(
+            {
+                "path": node.path,
+                "shape": list(node.shape),
+                "dtype": node.dtype,
+                "dims": list(dims),
+                "nbytes": math.prod(node.shape) * itemsize,
+                "itemsize": itemsize,
+                "chunks": list(node.chunks),
+                "shards": list(node.shards) if node.shards else None,
+                "zarr_format": node.zarr_format,
+                "current": [c.to_dict() for c in current],
+                "recommended_chunks": list(rec.chunks),
+                "recommended_shards": list(rec.shards) if rec.shards else None,
+                "recommended": [c.to_dict() for c in rec.costs],
+                "reasoning": rec.reasoning,
+                "_patterns": patterns,
+                "_shards": rec.shards,
+            }
+        )
+    aligned = consistent_chunks(
+        [{**r, "chunks": r["recommended_chunks"]} for r in rows if any(r["dims"])]
+    )
+    findings = []
+    for r in rows:
+        new = aligned.get(r["path"])
+        if new is not None and list(new) != r["recommended_chunks"]:
+            shards = r["_shards"]
+            if shards and any(s % c for s, c in zip(shards, new, strict=True)):
+                shards = None
+                r["recommended_shards"] = None
+            r["recommended_chunks"] = list(new)
+            r["recommended"] = [
+                pattern_cost(p, new, r["itemsize"], cost_params, shards=shards).to_dict()
+                for p in r["_patterns"]
+            ]
+            r["reasoning"] += "; aligned with arrays sharing its dimensions"
+        del r["_patterns"], r["_shards"]
+        now = sum(c["seconds"] * c["weight"] for c in r["current"])
+        then = sum(c["seconds"] * c["weight"] for c in r["recommended"])
+        if then > 0 and now / then >= 2 and r["recommended_chunks"] != r["chunks"]:
+            chunks = ",".join(str(c) for c in r["recommended_chunks"])
+            findings.append(
+                Finding(
+                    "warning",
+                    "chunking-mismatch",
+                    r["path"],
+                    f"For the given access pattern(s) chunks {tuple(r['chunks'])} are predicted "
+                    f"{now / then:.1f}x slower than {tuple(r['recommended_chunks'])}.",
+                    f"zdu rechunk SRC DST --chunks {chunks} --max-mem 256MiB",
+                )
+            )
+    return ChunkAnalysisReport(
+        location=hierarchy.location,
+        engine=hierarchy.engine,
+        findings=sort_findings(findings),
+        arrays=tuple(rows),
+        patterns=tuple(pattern_rows.values()),
+        bounds={
+            "min_chunk_bytes": lo,
+            "max_chunk_bytes": hi,
+            "shard_bytes": shard,
+            "params": cost_params.to_dict(),
+        },
+    )

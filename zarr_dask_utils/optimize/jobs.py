@@ -1,0 +1,254 @@
+"""Rechunk jobs: which arrays to copy, their target metadata, and the copy task itself.
+
+The target's metadata documents are built in a private ``MemoryStore`` by zarr itself (so they
+are exactly what zarr would write) and kept aside: tasks open the target arrays from the
+metadata *object*, without any document in the store, and the documents are written last.
+A half-written target therefore holds chunks but no ``zarr.json`` / ``.zarray``: no reader
+can mistake it for a complete array.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.storage import MemoryStore, StorePath
+
+from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils._core.locations import Location
+from zarr_dask_utils._core.storeio import join_key, storage_errors, write_keys
+from zarr_dask_utils.optimize.plan import RechunkPlan, normalize_chunks
+
+__all__ = [
+    "ArrayJob",
+    "build_target_documents",
+    "chunks_for",
+    "copy_blocks_task",
+    "dimension_names_of",
+    "open_from_metadata",
+    "source_nodes",
+]
+
+ChunkSpec = Sequence[int | None] | Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class ArrayJob:
+    """One array to copy: where it is, its metadata on each side, and its plan."""
+
+    path: str
+    source_metadata: Any
+    target_metadata: Any
+    temp_metadata: Any
+    plan: RechunkPlan
+
+
+def dimension_names_of(arr: zarr.Array[Any]) -> tuple[str | None, ...] | None:
+    """Axis names from ``dimension_names`` (v3) or the ``_ARRAY_DIMENSIONS`` attribute (v2)."""
+    names = getattr(arr.metadata, "dimension_names", None)
+    if names is None:
+        dims = arr.attrs.get("_ARRAY_DIMENSIONS")
+        if isinstance(dims, list) and len(dims) == arr.ndim:
+            names = tuple(dims)
+    return tuple(names) if names is not None else None
+
+
+def source_nodes(
+    node: zarr.Group | zarr.Array[Any],
+) -> tuple[list[tuple[str, zarr.Group]], list[tuple[str, zarr.Array[Any]]]]:
+    """The groups and arrays below *node* (relative paths, ``""`` for *node* itself)."""
+    if isinstance(node, zarr.Array):
+        return [], [("", node)]
+    groups: list[tuple[str, zarr.Group]] = [("", node)]
+    arrays: list[tuple[str, zarr.Array[Any]]] = []
+    for name, member in sorted(node.members(max_depth=None), key=lambda m: m[0]):
+        if isinstance(member, zarr.Array):
+            arrays.append((name, member))
+        else:
+            groups.append((name, member))
+    return groups, arrays
+
+
+def chunks_for(
+    spec: ChunkSpec, path: str, arr: zarr.Array[Any], current: Sequence[int], *, single: bool
+) -> tuple[int, ...]:
+    """Resolve the user's chunk request for the array at *path*.
+
+    A mapping keyed by array path picks that array's request; a mapping of dimension names
+    applies to every array with those axes; a tuple applies to the single array, or to every
+    array of the group with as many axes.
+    """
+    names = dimension_names_of(arr)
+    if isinstance(spec, Mapping) and isinstance(spec.get(path), Mapping | tuple | list):
+        spec = spec[path]  # keyed by array path (a dimension name maps to an int)
+    elif (
+        isinstance(spec, Mapping)
+        and not single
+        and all(isinstance(v, Mapping | tuple | list) for v in spec.values())
+    ):
+        spec = None  # a per-array mapping that does not name this array: keep its chunks
+    if spec is not None and not isinstance(spec, Mapping) and not single and len(spec) != arr.ndim:
+        spec = None
+    return normalize_chunks(spec, arr.shape, current, names)  # type: ignore[arg-type]
+
+
+def _codec_options(arr: zarr.Array[Any], zarr_format: int, compressors: Any) -> dict[str, Any]:
+    same = arr.metadata.zarr_format == zarr_format
+    options: dict[str, Any] = {}
+    if compressors is not None:
+        options["compressors"] = compressors
+    elif same:
+        options["compressors"] = arr.compressors or None
+    if same:
+        options["filters"] = arr.filters or None
+        if zarr_format == 3:
+            options["serializer"] = arr.serializer
+    return options
+
+
+def build_target_documents(
+    groups: Sequence[tuple[str, zarr.Group]],
+    arrays: Sequence[tuple[str, zarr.Array[Any]]],
+    chunks: Mapping[str, tuple[int, ...]],
+    shards: Mapping[str, tuple[int, ...] | None],
+    *,
+    zarr_format: int,
+    compressors: Any = None,
+) -> tuple[dict[str, Any], dict[str, bytes]]:
+    """Create the target hierarchy in memory; return ``(metadata per array, documents)``.
+
+    Attributes, fill values, dimension names (``dimension_names`` in format 3,
+    ``_ARRAY_DIMENSIONS`` in format 2) and, within one format, codecs are kept.
+    """
+    mem = MemoryStore()
+    for path, group in groups:
+        zarr.create_group(
+            mem, path=path, zarr_format=zarr_format, attributes=dict(group.attrs), overwrite=True
+        )
+    metadata: dict[str, Any] = {}
+    for path, arr in arrays:
+        attrs = dict(arr.attrs)
+        names = dimension_names_of(arr)
+        extra: dict[str, Any] = {}
+        if zarr_format == 3:
+            attrs.pop("_ARRAY_DIMENSIONS", None)
+            extra["dimension_names"] = names
+        elif names is not None and all(isinstance(n, str) for n in names):
+            attrs["_ARRAY_DIMENSIONS"] = list(names)
+        if shards.get(path) is not None:
+            if zarr_format == 2:
+                raise InvalidOptionError(
+                    "Shards were requested for a zarr format 2 target, and only format 3 has "
+                    "shards. Pass zarr_format=3, or drop target_shards."
+                )
+            extra["shards"] = shards[path]
+        fill = arr.fill_value
+        if arr.metadata.zarr_format != zarr_format and names is not None:
+            fill = _convert_cf_fill(attrs, fill, arr.dtype, zarr_format)
+        if zarr_format == 3 and fill is None:
+            fill = 0
+        with storage_errors(f"target metadata of {path or '/'}"):
+            created = zarr.create_array(
+                mem,
+                name=path or None,
+                shape=arr.shape,
+                dtype=arr.dtype,
+                chunks=chunks[path],
+                fill_value=fill,
+                attributes=attrs,
+                zarr_format=zarr_format,  # type: ignore[arg-type]
+                overwrite=True,
+                **_codec_options(arr, zarr_format, compressors),
+                **extra,
+            )
+        metadata[path] = created.metadata
+    docs = {k: bytes(v.to_bytes()) for k, v in mem._store_dict.items()}
+    return metadata, docs
+
+
+def _convert_cf_fill(attrs: dict[str, Any], fill: Any, dtype: Any, zarr_format: int) -> Any:
+    """Keep xarray's missing-value mask across formats.
+
+    xarray masks with the zarr ``fill_value`` in format 2 but with a ``_FillValue``
+    attribute (floats base64-encoded) in format 3; convert one into the other.
+    """
+    kind = np.dtype(dtype).kind if isinstance(dtype, np.dtype) else ""
+    if zarr_format == 3 and fill is not None and "_FillValue" not in attrs:
+        if kind == "f":
+            attrs["_FillValue"] = base64.standard_b64encode(struct.pack("<d", float(fill))).decode()
+        elif kind in "iub":
+            attrs["_FillValue"] = bool(fill) if kind == "b" else int(fill)
+    elif zarr_format == 2:
+        if "_FillValue" not in attrs:
+            # format 3 needs a fill value and defaults to 0, which xarray ignores; in format
+            # 2 xarray would mask it, so a default 0 becomes null (explicit fills are kept)
+            default = kind != "" and kind in "iufb" and fill is not None and fill == 0
+            return None if default else fill
+        raw = attrs.pop("_FillValue")
+        if kind == "f" and isinstance(raw, str):
+            return struct.unpack("<d", base64.standard_b64decode(raw))[0]
+        return raw
+    return fill
+
+
+def write_documents(location: Location, documents: Mapping[str, bytes]) -> None:
+    """Write metadata documents deepest first, the root's last (its presence means done)."""
+    store = location.open_store()
+    keys = sorted(documents, key=lambda k: (-k.count("/"), k))
+    root = [k for k in keys if "/" not in k]
+    rest = [k for k in keys if "/" in k]
+    rest_docs = {join_key(location.path, k): documents[k] for k in rest}
+    if rest_docs:
+        write_keys(store, rest_docs)
+    # attributes before the node document in format 2, so .zarray/.zgroup is the last write
+    for key in sorted(root, key=lambda k: (k != ".zattrs", k)):
+        write_keys(store, {join_key(location.path, key): documents[key]})
+
+
+def open_from_metadata(location: Location, path: str, metadata: Any) -> zarr.Array[Any]:
+    """A zarr array at *path* of *location* from a metadata object (no document read)."""
+    store = location.open_store()
+    return zarr.Array(zarr.AsyncArray(metadata, StorePath(store, join_key(location.path, path))))
+
+
+def copy_blocks_task(
+    source: Location,
+    source_path: str,
+    source_metadata: Any,
+    target: Location,
+    target_path: str,
+    target_metadata: Any,
+    regions: Sequence[tuple[tuple[int, int], ...]],
+    done_keys: Sequence[str | None],
+    marker: Location | None,
+    *dependencies: Any,
+) -> dict[str, int]:
+    """Copy blocks (each aligned to the target's stored objects) and mark each one done.
+
+    Runs on a worker; reads ``source[region]`` and writes ``target[region]`` for each region,
+    then (for resumable runs) writes an empty ``done`` key in the marker location.
+    """
+    src = open_from_metadata(source, source_path, source_metadata)
+    dst = open_from_metadata(target, target_path, target_metadata)
+    written = 0
+    with storage_errors(target.display):
+        for region, done in zip(regions, done_keys, strict=True):
+            selection = tuple(slice(a, b) for a, b in region)
+            data = src[selection]
+            dst[selection] = data
+            written += int(data.nbytes)
+            del data
+            if marker is not None and done is not None:
+                write_keys(marker.open_store(), {join_key(marker.path, done): b""})
+    return {"blocks": len(regions), "bytes": written}
+
+
+def block_bytes(plan: RechunkPlan) -> int:
+    """Largest block any stage of *plan* holds in memory."""
+    return max(math.prod(s.block) * plan.itemsize for s in plan.stages)

@@ -1,0 +1,155 @@
+"""Reports of the optimize feature group: rechunking, chunk analysis, performance estimates."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zarr_dask_utils._core.reports import Report
+
+__all__ = ["ChunkAnalysisReport", "PerformanceEstimate", "RechunkReport"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RechunkReport(Report):
+    """What :func:`~zarr_dask_utils.rechunk_array` did.
+
+    Attributes
+    ----------
+    target
+        The target store (credentials removed).
+    method
+        ``"rechunker"``, ``"tasks"`` or ``"p2p"``; ``method_reason`` says why it was chosen.
+    arrays
+        Per array: path, shape, dtype, source/target chunks and shards, the plan.
+    max_mem
+        Bytes one task may hold in a block.
+    memory_bound
+        ``max_mem`` plus the stated overhead per worker thread (for the ``rechunker`` method).
+    blocks_written, blocks_skipped
+        Copy tasks' blocks written in this run, and blocks a resumed run found already done.
+    restarted, resumed
+        Whether a partial target of an earlier run was discarded, or continued.
+    """
+
+    target: str
+    method: str
+    method_reason: str
+    arrays: tuple[Mapping[str, Any], ...] = ()
+    max_mem: int = 0
+    memory_bound: int = 0
+    temp_store: str | None = None
+    blocks_written: int = 0
+    blocks_skipped: int = 0
+    bytes_written: int = 0
+    restarted: bool = False
+    resumed: bool = False
+    zarr_format: int = 3
+    title = "Rechunk"
+
+    def summary_lines(self) -> Sequence[str]:
+        """Method, then one line per array."""
+        lines = [
+            f"target {self.target} (zarr format {self.zarr_format}); method {self.method}: "
+            f"{self.method_reason}",
+            f"max_mem {self.max_mem} B per task; blocks written {self.blocks_written}, "
+            f"skipped (already done) {self.blocks_skipped}; {self.bytes_written} B written",
+        ]
+        if self.resumed:
+            lines.append("resumed a partial target left by an interrupted run")
+        if self.restarted:
+            lines.append("discarded a partial target left by an earlier, different run")
+        for a in self.arrays:
+            shards = f" shards {tuple(a['target_shards'])}" if a.get("target_shards") else ""
+            lines.append(
+                f"/{a['path']}  {tuple(a['shape'])} {a['dtype']}  chunks "
+                f"{tuple(a['source_chunks'])} -> {tuple(a['target_chunks'])}{shards}  "
+                f"stages {len(a['plan']['stages'])}"
+            )
+        return lines
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChunkAnalysisReport(Report):
+    """Chunk analysis of every array for the given access patterns.
+
+    Attributes
+    ----------
+    arrays
+        Per array: path, shape, dtype, dims, chunks, per-pattern costs for the current and
+        the recommended chunking, recommended chunks/shards and the reasoning.
+    patterns
+        The pattern names and weights analysed.
+    """
+
+    arrays: tuple[Mapping[str, Any], ...] = ()
+    patterns: tuple[Mapping[str, Any], ...] = ()
+    bounds: Mapping[str, Any] = field(default_factory=dict)
+    title = "Chunk analysis"
+
+    def recommended(self, path: str) -> tuple[int, ...]:
+        """The recommended chunk shape of the array at *path*."""
+        for a in self.arrays:
+            if a["path"] == path:
+                return tuple(a["recommended_chunks"])
+        raise KeyError(path)
+
+    def summary_lines(self) -> Sequence[str]:
+        """One block of lines per array."""
+        lines: list[str] = [
+            "patterns: " + ", ".join(f"{p['name']} (weight {p['weight']})" for p in self.patterns)
+        ]
+        for a in self.arrays:
+            dims = ", ".join(str(d) for d in a["dims"])
+            lines.append(
+                f"/{a['path']}  ({dims}) {tuple(a['shape'])} {a['dtype']}  chunks "
+                f"{tuple(a['chunks'])} -> recommended {tuple(a['recommended_chunks'])}"
+                + (f" shards {tuple(a['recommended_shards'])}" if a["recommended_shards"] else "")
+            )
+            for p in a["current"]:
+                lines.append(
+                    f"    {p['pattern']}: {p['chunks_touched']} chunks, {p['requests']} requests, "
+                    f"read {p['bytes_read']} B for {p['bytes_needed']} B needed "
+                    f"(x{p['amplification']:.1f})"
+                )
+            lines.append(f"    why: {a['reasoning']}")
+        return lines
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PerformanceEstimate(Report):
+    """Predicted requests, bytes and time of an access pattern for a chunking.
+
+    Attributes
+    ----------
+    chunks, shards
+        The chunking the prediction is for.
+    requests, bytes_read, bytes_needed, chunks_touched
+        Exact counts implied by the chunk grid for the pattern's selections.
+    seconds
+        Predicted wall time on one reader with ``concurrency`` requests in flight.
+    params
+        Cost-model parameters (latency, bandwidth, decode rate, concurrency) and their source.
+    """
+
+    chunks: tuple[int, ...]
+    shards: tuple[int, ...] | None = None
+    pattern: str = ""
+    requests: int = 0
+    chunks_touched: int = 0
+    bytes_read: int = 0
+    bytes_needed: int = 0
+    seconds: float = 0.0
+    params: Mapping[str, Any] = field(default_factory=dict)
+    title = "Performance estimate"
+
+    def summary_lines(self) -> Sequence[str]:
+        """The prediction and the parameters."""
+        return [
+            f"pattern {self.pattern} on chunks {self.chunks}"
+            + (f" shards {self.shards}" if self.shards else ""),
+            f"{self.requests} requests, {self.chunks_touched} chunks, read {self.bytes_read} B "
+            f"for {self.bytes_needed} B needed",
+            f"predicted {self.seconds:.3f} s with {dict(self.params)}",
+        ]
