@@ -29,6 +29,8 @@ demo: $(STAMP)
 	$(ZDU) repair $(DEMO) --apply --no-progress
 	@echo "\n== zdu validate again: healthy (exit code 0) =="
 	$(ZDU) validate $(DEMO) --no-progress
+	@echo "\n== zdu doctor: sizes, chunking, compression (the demo's chunks are tiny: exit code 1) =="
+	-$(ZDU) doctor $(DEMO) --no-progress
 
 test: $(STAMP)
 	$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 \

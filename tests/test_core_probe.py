@@ -286,7 +286,7 @@ def test_a_failed_request_cancels_the_others():
 
     from zarr.core.sync import sync
 
-    from zarr_dask_utils._core.storeio import _concurrent_map
+    from zarr_dask_utils._core.storeio import concurrent_map
 
     cancelled = []
 
@@ -301,6 +301,6 @@ def test_a_failed_request_cancels_the_others():
             raise
 
     with pytest.raises(OSError, match="boom"):
-        sync(_concurrent_map([(i,) for i in range(4)], one, limit=4))
+        sync(concurrent_map([(i,) for i in range(4)], one, limit=4))
     assert sorted(cancelled) == [1, 2, 3]
-    assert sync(_concurrent_map([(0, "a"), (0, "b")], asyncio.sleep, limit=1)) == ["a", "b"]
+    assert sync(concurrent_map([(0, "a"), (0, "b")], asyncio.sleep, limit=1)) == ["a", "b"]

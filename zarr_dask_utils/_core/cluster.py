@@ -24,6 +24,7 @@ from distributed import Client, LocalCluster
 
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import ClusterConnectionError, InvalidOptionError
+from zarr_dask_utils._core.trace import attached
 
 __all__ = ["describe_client", "get_client"]
 
@@ -68,7 +69,8 @@ def get_client(
         Both ``scheduler`` and ``scheduler_file`` were given, or the file does not exist.
     """
     if client is not None:
-        yield client
+        with attached(client):
+            yield client
         return
     if scheduler and scheduler_file:
         raise InvalidOptionError(
@@ -77,7 +79,8 @@ def get_client(
     if scheduler is None and scheduler_file is None:
         current = _current_client()
         if current is not None:
-            yield current
+            with attached(current):
+                yield current
             return
         scheduler = dask.config.get("scheduler-address", None) or os.environ.get(
             "DASK_SCHEDULER_ADDRESS"
@@ -110,7 +113,8 @@ def get_client(
                 "--scheduler-file to use an embedded LocalCluster."
             ) from err
         logger.info("Dask dashboard: %s", new.dashboard_link)
-        yield new
+        with attached(new):
+            yield new
 
 
 @contextmanager

@@ -8,6 +8,7 @@ way: ``~/.config/dask/*.yaml``, ``DASK_ZARR_DASK_UTILS__IO__CONCURRENCY=128`` or
 
 from __future__ import annotations
 
+import copy
 from importlib.resources import files
 from typing import Any
 
@@ -17,17 +18,17 @@ import yaml
 __all__ = ["get_option", "load_defaults"]
 
 _PREFIX = "zarr-dask-utils"
-_loaded = False
+_defaults: dict[str, Any] | None = None
 
 
 def load_defaults() -> None:
     """Merge the packaged defaults into ``dask.config`` once (idempotent)."""
-    global _loaded
-    if _loaded:
+    global _defaults
+    if _defaults is not None:
         return
     text = files("zarr_dask_utils").joinpath("zarr_dask_utils.yaml").read_text()
-    dask.config.update_defaults(yaml.safe_load(text))
-    _loaded = True
+    _defaults = yaml.safe_load(text)
+    dask.config.update_defaults(_defaults)
 
 
 def get_option(key: str, value: Any = None) -> Any:
@@ -43,4 +44,10 @@ def get_option(key: str, value: Any = None) -> Any:
     if value is not None:
         return value
     load_defaults()
-    return dask.config.get(f"{_PREFIX}.{key}")
+    try:
+        return dask.config.get(f"{_PREFIX}.{key}")
+    except KeyError:
+        # Leaving a ``dask.config.set`` block entered before the defaults were first loaded
+        # deletes them again; put back the missing keys (set values win).
+        dask.config.update(dask.config.config, copy.deepcopy(_defaults), priority="old")
+        return dask.config.get(f"{_PREFIX}.{key}")

@@ -8,18 +8,22 @@ catch for the same situation (``FileNotFoundError``, ``ValueError``, ``Permissio
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import ClassVar
 
 __all__ = [
     "ClusterConnectionError",
+    "ConcurrentModificationError",
     "EndpointUnreachableError",
     "InvalidOptionError",
+    "LockTimeoutError",
     "NotAZarrStoreError",
     "ReadOnlyStoreError",
     "StoreAccessDeniedError",
     "StoreNotFoundError",
     "ZarrDaskUtilsError",
     "ZarrDaskUtilsWarning",
+    "exception_chain",
 ]
 
 
@@ -78,5 +82,27 @@ class ClusterConnectionError(ZarrDaskUtilsError, TimeoutError):
     kind = "cluster-unreachable"
 
 
+class LockTimeoutError(ZarrDaskUtilsError, TimeoutError):
+    """A cluster lock (``zdu-lock/…``) could not be acquired within the timeout."""
+
+    kind = "lock-timeout"
+
+
+class ConcurrentModificationError(ZarrDaskUtilsError, RuntimeError):
+    """A storage key changed between the read and the write of a read-modify-write."""
+
+    kind = "concurrent-modification"
+
+
 class ZarrDaskUtilsWarning(UserWarning):
     """Base class of the warnings zarr-dask-utils emits."""
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """*exc*, then its ``__cause__`` (or ``__context__``), and so on; each exception once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__

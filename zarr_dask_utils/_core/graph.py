@@ -100,9 +100,14 @@ def run_graph(
     with get_client(client) as cl:
         with span(f"zdu-{op}"):
             futures = cl.compute(list(collections))
-        if show:
-            from distributed import progress as dask_progress
+        try:
+            if show:
+                from distributed import progress as dask_progress
 
-            dask_progress(futures, notebook=_widgets_available() and None)
-        values = cl.gather(futures)
+                dask_progress(futures, notebook=_widgets_available() and None)
+            values = cl.gather(futures)
+        except BaseException:
+            # a failed (or interrupted) operation must not keep reading or writing stores
+            cl.cancel(futures)
+            raise
         return GraphResult(values, describe_client(cl))

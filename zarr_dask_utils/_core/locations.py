@@ -22,6 +22,7 @@ from zarr.abc.store import Store
 from zarr.storage import FsspecStore, LocalStore, MemoryStore, WrapperStore, ZipStore
 
 from zarr_dask_utils._core.errors import InvalidOptionError, ReadOnlyStoreError
+from zarr_dask_utils._core.trace import maybe_wrap
 
 if TYPE_CHECKING:
     from fsspec.mapping import FSMap
@@ -122,14 +123,14 @@ class Location:
                     "writes to it. Pass a writable store, or the path/URL so zarr-dask-utils can "
                     "open it writable."
                 )
-            return self.store
+            return maybe_wrap(self.store)
         key = (self.url, self.kind, _freeze(self.storage_options), self.read_only)
         with _CACHE_LOCK:
             store = _STORE_CACHE.get(key)
             if store is None:
                 store = _make_store(self)
                 _STORE_CACHE[key] = store
-        return store
+        return maybe_wrap(store)
 
 
 def _unwrap(store: Store | None) -> Store | None:

@@ -24,9 +24,11 @@ from zarr_dask_utils._core.errors import (
     StoreAccessDeniedError,
     StoreNotFoundError,
     ZarrDaskUtilsError,
+    exception_chain,
 )
 
 __all__ = [
+    "concurrent_map",
     "delete_keys",
     "join_key",
     "list_keys",
@@ -51,15 +53,6 @@ def join_key(prefix: str, key: str) -> str:
     return f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__ or current.__context__
-
-
 def translate_storage_error(exc: BaseException, where: str) -> ZarrDaskUtilsError | None:
     """Map a storage-layer exception to a clear zarr-dask-utils error, or ``None``.
 
@@ -70,7 +63,7 @@ def translate_storage_error(exc: BaseException, where: str) -> ZarrDaskUtilsErro
     where
         The redacted location, used in the message.
     """
-    for err in _chain(exc):
+    for err in exception_chain(exc):
         if isinstance(err, ZarrDaskUtilsError):
             return err
         name = type(err).__name__
@@ -123,7 +116,7 @@ def storage_errors(where: str) -> Iterator[None]:
         raise translated from exc
 
 
-async def _concurrent_map(
+async def concurrent_map(
     items: Sequence[tuple[Any, ...]], func: Callable[..., Awaitable[Any]], *, limit: int
 ) -> list[Any]:
     """``func(*item)`` for every item, at most *limit* at once, results in order.
@@ -197,7 +190,7 @@ def read_keys(
         buf = await store.get(key, prototype=prototype, byte_range=whole)
         return None if buf is None else buf.to_bytes()
 
-    values: Sequence[Any] = sync(_concurrent_map([(k,) for k in keys], _one, limit=concurrency))
+    values: Sequence[Any] = sync(concurrent_map([(k,) for k in keys], _one, limit=concurrency))
     return dict(zip(keys, values, strict=True))
 
 
@@ -208,9 +201,9 @@ def write_keys(store: Store, items: dict[str, bytes], *, concurrency: int = 64) 
     async def _one(key: str, value: bytes) -> None:
         await store.set(key, prototype.buffer.from_bytes(value))
 
-    sync(_concurrent_map(list(items.items()), _one, limit=concurrency))
+    sync(concurrent_map(list(items.items()), _one, limit=concurrency))
 
 
 def delete_keys(store: Store, keys: Iterable[str], *, concurrency: int = 64) -> None:
     """Delete keys (missing keys are ignored)."""
-    sync(_concurrent_map([(k,) for k in keys], store.delete, limit=concurrency))
+    sync(concurrent_map([(k,) for k in keys], store.delete, limit=concurrency))

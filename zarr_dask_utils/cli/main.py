@@ -7,50 +7,28 @@ Every command takes a STORE (path or URL), ``--json``, ``--html FILE``, ``--sche
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import click
-from distributed import Client
 
-from zarr_dask_utils._core.cluster import get_client
-from zarr_dask_utils._core.errors import InvalidOptionError
 from zarr_dask_utils._core.reports import Report
 from zarr_dask_utils._core.walk import walk_hierarchy
-from zarr_dask_utils.cli.render import EXIT_USAGE, render_error, render_report
+from zarr_dask_utils.cli.chunkspec import parse_chunks, parse_patterns
+from zarr_dask_utils.cli.options import multi_command, parse_storage_options, store_command
+from zarr_dask_utils.cli.render import EXIT_USAGE
+from zarr_dask_utils.debug.diagnose import diagnose_zarr_store
+from zarr_dask_utils.integrity import (
+    check_data_integrity,
+    compare_stores,
+    create_manifest,
+    verify_manifest,
+)
 from zarr_dask_utils.metadata import consolidate_metadata, repair_metadata, validate_metadata
+from zarr_dask_utils.optimize import analyze_chunks, rechunk_array
 
 __all__ = ["cli", "main", "parse_storage_options"]
-
-
-def parse_storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """Turn ``KEY=VALUE`` pairs into ``storage_options``.
-
-    Values are read as JSON when they parse (``true``, ``3``, ``{"a": 1}``), else as strings;
-    dotted keys nest (``client_kwargs.region_name=eu-west-1``).
-    """
-    options: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise InvalidOptionError(
-                f"--storage-option {pair!r} is not KEY=VALUE, e.g. "
-                "--storage-option endpoint_url=http://127.0.0.1:9000"
-            )
-        try:
-            value: Any = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        *parents, leaf = key.split(".")
-        target = options
-        for parent in parents:
-            target = target.setdefault(parent, {})
-        target[leaf] = value
-    return options
 
 
 def _setup_logging(verbose: int) -> None:
@@ -63,64 +41,6 @@ def _setup_logging(verbose: int) -> None:
         for name in ("zarr", "fsspec", "s3fs", "distributed"):
             logging.getLogger(name).addHandler(handler)
             logging.getLogger(name).setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
-
-
-def store_command(func: Callable[..., Report]) -> Callable[..., None]:
-    """Add the options every store command shares and run it with error handling."""
-    options = [
-        click.argument("store"),
-        click.option("--json", "as_json", is_flag=True, help="Print the report as JSON."),
-        click.option("--html", type=click.Path(dir_okay=False), help="Also write an HTML report."),
-        click.option("--scheduler", metavar="ADDRESS", help="Address of a running Dask scheduler."),
-        click.option(
-            "--scheduler-file",
-            type=click.Path(dir_okay=False),
-            help="Scheduler file written by `dask scheduler --scheduler-file`.",
-        ),
-        click.option(
-            "-o",
-            "--storage-option",
-            "storage_option",
-            multiple=True,
-            metavar="KEY=VALUE",
-            help="fsspec storage option (repeatable), e.g. -o endpoint_url=http://host:9000.",
-        ),
-        click.option("--no-progress", is_flag=True, help="Do not show a progress bar."),
-    ]
-
-    @click.pass_context
-    def wrapper(ctx: click.Context, /, **kwargs: Any) -> None:
-        debug = ctx.obj.get("debug", False) if ctx.obj else False
-        as_json = kwargs.pop("as_json")
-        html = kwargs.pop("html")
-        try:
-            storage_options = parse_storage_options(kwargs.pop("storage_option")) or None
-            no_progress = kwargs.pop("no_progress")
-            progress = False if (as_json or no_progress) else None
-            with _client(kwargs.pop("scheduler"), kwargs.pop("scheduler_file")) as client:
-                report = func(
-                    storage_options=storage_options, client=client, progress=progress, **kwargs
-                )
-            code = render_report(report, as_json=as_json, html=html)
-        except Exception as exc:
-            code = render_error(exc, as_json=as_json, debug=debug)
-        ctx.exit(code)
-
-    wrapper.__doc__ = func.__doc__
-    wrapper.__name__ = func.__name__
-    for option in reversed(options):
-        wrapper = option(wrapper)
-    return wrapper
-
-
-@contextmanager
-def _client(scheduler: str | None, scheduler_file: str | None) -> Iterator[Client | None]:
-    """A client only when the user named a scheduler; otherwise graphs pick one lazily."""
-    if scheduler is None and scheduler_file is None:
-        yield None
-        return
-    with get_client(scheduler=scheduler, scheduler_file=scheduler_file) as client:
-        yield client
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -173,6 +93,132 @@ def consolidate(store: str, dry_run: bool, **kwargs: Any) -> Report:
 def repair(store: str, apply: bool, consolidate: bool | None, **kwargs: Any) -> Report:
     """Repair STORE's metadata (dry run unless --apply); backups are kept in the store."""
     return repair_metadata(store, dry_run=not apply, consolidate=consolidate, **kwargs)
+
+
+@cli.command("doctor")
+@store_command
+def doctor(store: str, **kwargs: Any) -> Report:
+    """Diagnose STORE: sizes, chunking, compression, layout and metadata; exit 1 on findings."""
+    return diagnose_zarr_store(store, **kwargs)
+
+
+@cli.command("check")
+@click.option("--deep", is_flag=True, help="Decode every chunk (default: inventory only).")
+@click.option("--nan-check", is_flag=True, help="With --deep: count NaN/Inf, value range.")
+@click.option(
+    "--missing-chunks",
+    type=click.Choice(["info", "warning", "error"]),
+    default="info",
+    show_default=True,
+    help="Severity of chunks that are not stored (read as fill value).",
+)
+@store_command
+def check(store: str, deep: bool, nan_check: bool, missing_chunks: str, **kwargs: Any) -> Report:
+    """Check STORE's chunk data: inventory, and with --deep decode every chunk; exit 1 if bad."""
+    return check_data_integrity(
+        store, deep=deep, nan_check=nan_check, missing_chunks=missing_chunks, **kwargs
+    )
+
+
+@cli.command("compare")
+@click.option("--rtol", type=float, default=0.0, show_default=True, help="Relative tolerance.")
+@click.option("--atol", type=float, default=0.0, show_default=True, help="Absolute tolerance.")
+@multi_command(["a", "b"], extra_storage=["b"])
+def compare(a: str, b: str, b_storage_options: Any, **kwargs: Any) -> Report:
+    """Compare stores A and B: metadata, attributes and every chunk; exit 1 if they differ."""
+    return compare_stores(a, b, storage_options_b=b_storage_options, **kwargs)
+
+
+@cli.group("manifest")
+def manifest() -> None:
+    """Checksum manifests: record every object's size and hash, verify them later."""
+
+
+@manifest.command("create")
+@click.option("--algorithm", default=None, help="hashlib algorithm (default blake2b).")
+@multi_command(["store", "output"], extra_storage=["output"])
+def manifest_create(store: str, output: str, **kwargs: Any) -> Report:
+    """Hash every object of STORE and write the manifest JSON to OUTPUT (path or URL)."""
+    return create_manifest(store, output, **kwargs)
+
+
+@manifest.command("verify")
+@multi_command(["store", "manifest"], extra_storage=["manifest"])
+def manifest_verify(store: str, manifest: str, **kwargs: Any) -> Report:
+    """Check STORE against MANIFEST: changed, truncated, missing, extra objects; exit 1 if any."""
+    return verify_manifest(store, manifest, **kwargs)
+
+
+@cli.command("analyze")
+@click.option(
+    "--pattern",
+    "patterns",
+    multiple=True,
+    metavar="NAME[=WEIGHT]",
+    help="sequential, time-series, spatial or random, optionally weighted (repeatable).",
+)
+@click.option("--min-chunk", default=None, help="Smallest recommended chunk, e.g. 1MiB.")
+@click.option("--max-chunk", default=None, help="Largest recommended chunk, e.g. 64MiB.")
+@store_command
+def analyze(
+    store: str,
+    patterns: tuple[str, ...],
+    min_chunk: str | None,
+    max_chunk: str | None,
+    **kwargs: Any,
+) -> Report:
+    """Costs of access patterns on STORE's chunks, and recommended chunks; exit 1 if mismatched."""
+    return analyze_chunks(
+        store,
+        parse_patterns(patterns),
+        min_chunk_bytes=min_chunk,
+        max_chunk_bytes=max_chunk,
+        **kwargs,
+    )
+
+
+@cli.command("rechunk")
+@click.option("--chunks", required=True, help="Target chunks: 365,10,10 or time=365,lat=10.")
+@click.option("--max-mem", required=True, help="Bytes one task may hold, e.g. 256MiB.")
+@click.option("--shards", default=None, help="Target shards (format 3), same forms as --chunks.")
+@click.option("--zarr-format", type=click.Choice(["2", "3"]), default=None, help="Target format.")
+@click.option("--temp", default=None, help="Temporary store for a two-stage plan.")
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "rechunker", "tasks", "p2p"]),
+    default="auto",
+    show_default=True,
+    help="rechunker: block copies of the rechunker plan; tasks/p2p: Dask rechunk methods.",
+)
+@click.option("--overwrite", is_flag=True, help="Replace a complete existing DST.")
+@multi_command(["src", "dst"], extra_storage=["dst"])
+def rechunk(
+    src: str,
+    dst: str,
+    chunks: str,
+    max_mem: str,
+    shards: str | None,
+    zarr_format: str | None,
+    temp: str | None,
+    engine: str,
+    overwrite: bool,
+    dst_storage_options: Any,
+    **kwargs: Any,
+) -> Report:
+    """Copy SRC to DST with new chunks (and shards) in bounded memory; resumable."""
+    return rechunk_array(
+        src,
+        parse_chunks(chunks),  # type: ignore[arg-type]
+        dst,
+        max_mem=max_mem,
+        target_shards=parse_chunks(shards),
+        zarr_format=int(zarr_format) if zarr_format else None,
+        temp_store=temp,
+        engine=engine,
+        overwrite=overwrite,
+        target_options=dst_storage_options,
+        **kwargs,
+    )
 
 
 def main() -> None:

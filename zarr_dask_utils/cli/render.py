@@ -11,6 +11,7 @@ import click
 
 from zarr_dask_utils._core.errors import ZarrDaskUtilsError
 from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils.debug.explain import explain_zarr_error
 
 __all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "render_error", "render_report"]
 
@@ -38,12 +39,17 @@ def render_error(exc: BaseException, *, as_json: bool, debug: bool) -> int:
         payload: dict[str, Any] = exc.to_dict()
         text = f"error: {exc}"
     else:
-        payload = {"kind": "unexpected", "type": type(exc).__name__, "message": str(exc)}
-        text = (
-            f"error: unexpected {type(exc).__name__}: {exc}\n"
-            "This is not one of the errors zdu knows how to explain. Rerun with --debug for the "
-            "traceback, and report it if it looks like a bug in zarr-dask-utils."
-        )
+        explanation = explain_zarr_error(exc)
+        if explanation.known:
+            payload = explanation.to_dict()
+            text = f"error: {explanation}"
+        else:
+            payload = {"kind": "unexpected", "type": type(exc).__name__, "message": str(exc)}
+            text = (
+                f"error: unexpected {type(exc).__name__}: {exc}\n"
+                "This is not one of the errors zdu knows how to explain. Rerun with --debug for "
+                "the traceback, and report it if it looks like a bug in zarr-dask-utils."
+            )
     if debug:
         click.echo("".join(traceback.format_exception(exc)), err=True)
     if as_json:

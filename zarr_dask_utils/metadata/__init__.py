@@ -1,6 +1,7 @@
 """Metadata: validate, consolidate and repair the metadata documents of a hierarchy."""
 
 from zarr_dask_utils.metadata.consolidate import consolidate_metadata
+from zarr_dask_utils.metadata.inspect import check_documents, chunk_check_task, consolidated_status
 from zarr_dask_utils.metadata.repair import repair_metadata
 from zarr_dask_utils.metadata.reports import ConsolidationReport, RepairReport, ValidationReport
 from zarr_dask_utils.metadata.validate import validate_metadata
@@ -9,6 +10,9 @@ __all__ = [
     "ConsolidationReport",
     "RepairReport",
     "ValidationReport",
+    "check_documents",
+    "chunk_check_task",
+    "consolidated_status",
     "consolidate_metadata",
     "repair_metadata",
     "validate_metadata",

@@ -7,7 +7,7 @@ client).  The pure checks then run on the small documents.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from zarr_dask_utils._core.hierarchy import build_read_graph
 from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
 from zarr_dask_utils._core.probe import Probe, probe_location
 from zarr_dask_utils._core.reports import Finding, sort_findings
-from zarr_dask_utils.metadata.consolidated import consolidated_findings
+from zarr_dask_utils.metadata.consolidated import consolidated_findings, current_entries
 from zarr_dask_utils.metadata.structure import (
     ParsedHierarchy,
     chunk_key_findings,
@@ -29,7 +29,13 @@ from zarr_dask_utils.metadata.structure import (
     structure_findings,
 )
 
-__all__ = ["Inspection", "chunk_check_task", "inspect_metadata"]
+__all__ = [
+    "Inspection",
+    "check_documents",
+    "chunk_check_task",
+    "consolidated_status",
+    "inspect_metadata",
+]
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,31 @@ def chunk_check_task(
     """Worker task: chunk-key findings from the full listing, and the number of objects."""
     parsed, _ = parse_hierarchy(raw, zarr_format)
     return chunk_key_findings(parsed, listing), len(listing)
+
+
+def check_documents(
+    raw: Mapping[str, bytes | None], zarr_format: int
+) -> tuple[ParsedHierarchy, list[Finding]]:
+    """Pure: parse the documents and return every document-level metadata finding.
+
+    Everything :func:`~zarr_dask_utils.validate_metadata` checks except chunk keys (which need
+    the listing: see :func:`chunk_check_task`).  Other features that already read the
+    documents in their own graph (``zdu doctor``) call this instead of a second graph.
+    """
+    parsed, findings = parse_hierarchy(raw, zarr_format)
+    findings += document_findings(parsed)
+    findings += structure_findings(parsed)
+    findings += consolidated_findings(parsed)
+    return parsed, findings
+
+
+def consolidated_status(parsed: ParsedHierarchy, findings: Iterable[Finding]) -> str:
+    """``ok``, ``missing``, ``invalid``, ``unreadable``, ``stale`` or ``unsorted``."""
+    status, _ = current_entries(parsed)
+    codes = {f.code for f in findings}
+    if status == "ok" and codes & {"consolidated-stale", "consolidated-unsorted"}:
+        status = "stale" if "consolidated-stale" in codes else "unsorted"
+    return status
 
 
 def inspect_metadata(
@@ -82,10 +113,7 @@ def inspect_metadata(
     result = run_graph(collections, location=location, op=op, client=client, progress=progress)
     raw = result[0]
     chunk_findings, n_objects = result[1] if check_chunks else ([], len(raw))
-    parsed, findings = parse_hierarchy(raw, probe.zarr_format)
-    findings += document_findings(parsed)
-    findings += structure_findings(parsed)
-    findings += consolidated_findings(parsed)
+    parsed, findings = check_documents(raw, probe.zarr_format)
     findings += chunk_findings
     return Inspection(
         location=location,

@@ -8,8 +8,7 @@ from typing import Any
 from distributed import Client
 
 from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils.metadata.consolidated import current_entries
-from zarr_dask_utils.metadata.inspect import inspect_metadata
+from zarr_dask_utils.metadata.inspect import consolidated_status, inspect_metadata
 from zarr_dask_utils.metadata.reports import ValidationReport
 
 __all__ = ["validate_metadata"]
@@ -69,10 +68,7 @@ def validate_metadata(
     seen = inspect_metadata(
         store, op="validate", storage_options=storage_options, client=client, progress=progress
     )
-    status, _ = current_entries(seen.parsed)
-    codes = {f.code for f in seen.findings}
-    if status == "ok" and codes & {"consolidated-stale", "consolidated-unsorted"}:
-        status = "stale" if "consolidated-stale" in codes else "unsorted"
+    status = consolidated_status(seen.parsed, seen.findings)
     kinds = [seen.parsed.node_kind(p) for p in seen.parsed.node_paths()]
     return ValidationReport(
         location=seen.location.display,
