@@ -176,6 +176,7 @@ def test_auto_picks_p2p_for_orthogonal_chunks_without_temp(tmp_path, client):
 
 def test_group_written_by_xarray_keeps_dataset(tmp_path, client):
     import xarray as xr
+
     ds = xr.Dataset(
         {
             "t2m": (("time", "lat", "lon"), _data(), {"units": "K"}),
@@ -343,6 +344,7 @@ def test_peak_memory_within_max_mem(tmp_path, client):
 
 def test_xarray_v3_to_v2_with_per_array_chunks(tmp_path, client):
     import xarray as xr
+
     ds = xr.Dataset(
         {"t2m": (("time", "lat", "lon"), _data(), {"units": "K"})},
         coords={"time": np.arange(SHAPE[0], dtype="i8")},

@@ -28,6 +28,7 @@ __all__ = [
     "ZARR_JSON",
     "NodeInfo",
     "build_read_graph",
+    "read_documents_graph",
     "is_metadata_key",
     "list_store_task",
     "node_path",
@@ -107,6 +108,32 @@ def _merge(*parts: Mapping[str, bytes | None]) -> dict[str, bytes | None]:
     return dict(sorted(merged.items()))
 
 
+def read_documents_graph(location: Location, listing: Delayed, *, nparts: int = 4) -> Delayed:
+    """Delayed ``{key: raw bytes}`` of every metadata document named by a delayed *listing*.
+
+    *listing* is any delayed iterable of keys (a key list, or a ``{key: size}`` mapping);
+    *nparts* tasks read a share each, with ``io.concurrency`` requests in flight, and one
+    task merges them.
+    """
+    from zarr_dask_utils._core.graph import task_name
+
+    concurrency = int(get_option("io.concurrency"))
+    parts = [
+        delayed(read_documents_task, pure=False)(
+            location,
+            listing,
+            i,
+            nparts,
+            concurrency,
+            dask_key_name=task_name("read-metadata", location, listing.key, i, nparts),
+        )
+        for i in range(nparts)
+    ]
+    return delayed(_merge, pure=False)(
+        *parts, dask_key_name=task_name("merge-metadata", location, listing.key)
+    )
+
+
 def build_read_graph(
     location: Location, *, nparts: int = 4, exclude_prefix: str | None = None
 ) -> tuple[Delayed, Delayed]:
@@ -120,23 +147,10 @@ def build_read_graph(
     """
     from zarr_dask_utils._core.graph import task_name
 
-    concurrency = int(get_option("io.concurrency"))
     listing = delayed(list_store_task, pure=False)(
         location, exclude_prefix, dask_key_name=task_name("list", location, exclude_prefix)
     )
-    parts = [
-        delayed(read_documents_task, pure=False)(
-            location,
-            listing,
-            i,
-            nparts,
-            concurrency,
-            dask_key_name=task_name("read-metadata", location, i, nparts),
-        )
-        for i in range(nparts)
-    ]
-    docs = delayed(_merge, pure=False)(*parts, dask_key_name=task_name("merge-metadata", location))
-    return listing, docs
+    return listing, read_documents_graph(location, listing, nparts=nparts)
 
 
 # --- pure summaries ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from dask.delayed import Delayed, delayed
 
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.hierarchy import parse_document, read_documents_task
+from zarr_dask_utils._core.hierarchy import parse_document, read_documents_graph
 from zarr_dask_utils._core.inventory import Inventory, build_inventory
 from zarr_dask_utils._core.listing import list_sizes_task
 from zarr_dask_utils._core.locations import Location
@@ -28,13 +28,6 @@ def drop_prefix_task(sizes: Mapping[str, int], prefix: str | None) -> dict[str, 
         return dict(sizes)
     skip = prefix.rstrip("/") + "/"
     return {k: v for k, v in sizes.items() if not k.startswith(skip)}
-
-
-def _merge(*parts: Mapping[str, bytes | None]) -> dict[str, bytes | None]:
-    merged: dict[str, bytes | None] = {}
-    for part in parts:
-        merged.update(part)
-    return dict(sorted(merged.items()))
 
 
 def inventory_task(sizes: Mapping[str, int], raw: Mapping[str, bytes | None]) -> Inventory:
@@ -66,25 +59,13 @@ def build_inventory_graph(
     """
     if exclude_prefix is None:
         exclude_prefix = str(get_option("metadata.backup-prefix"))
-    concurrency = int(get_option("io.concurrency"))
     listed = delayed(list_sizes_task, pure=False)(
         location, dask_key_name=task_name("list-sizes", location)
     )
     sizes = delayed(drop_prefix_task, pure=False)(
         listed, exclude_prefix, dask_key_name=task_name("drop-prefix", location, exclude_prefix)
     )
-    parts = [
-        delayed(read_documents_task, pure=False)(
-            location,
-            sizes,
-            i,
-            nparts,
-            concurrency,
-            dask_key_name=task_name("read-metadata", location, i, nparts),
-        )
-        for i in range(nparts)
-    ]
-    raw = delayed(_merge, pure=False)(*parts, dask_key_name=task_name("merge-metadata", location))
+    raw = read_documents_graph(location, sizes, nparts=nparts)
     inventory = delayed(inventory_task, pure=False)(
         sizes, raw, dask_key_name=task_name("inventory", location)
     )
