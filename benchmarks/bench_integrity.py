@@ -6,16 +6,19 @@ Builds a local zarr 3 store of float32 data compressed with blosc-zstd (``--size
 * **decode limit**: numcodecs ``Blosc`` decode of the same stored bytes on all cores (a
   process pool, each process reading and decoding its share of the files, blosc 1 thread);
 * **ours**: ``check_data_integrity(store, deep=True)`` on a ``LocalCluster`` with one
-  process per core (1 thread each), blosc pinned to 1 thread in the tasks — and again with
-  blosc left to its own threads (``integrity.blosc-threads: null``), and on workers started
-  with ``MALLOC_TRIM_THRESHOLD_`` raised to 1 GiB;
-* **serial zarr**: one thread reading every chunk with ``array[region]``;
-* **dask.array**: ``da.from_zarr(store).sum()`` on the same cluster.
+  process per core (1 thread each), the whole call (listing, metadata, inventory, decode);
+  again with ``nan_check=True``, and with the direct decode path switched off
+  (``integrity.direct-decode: false``: every chunk through zarr's codec pipeline);
+* **dask.array**: ``da.from_zarr(store).sum()`` on the same cluster;
+* **serial zarr**: one thread reading every chunk with ``array[region]``.
 
-Throughput is uncompressed GB/s; ratios are to the decode limit.  Run::
+Each method runs ``--repeat`` times after a warm-up (the store is in the page cache); the
+table shows the median.  Throughput is uncompressed GB/s; ratios are to the decode limit.
+Run::
 
-    python benchmarks/bench_integrity.py            # ~1 GB
-    python benchmarks/bench_integrity.py --size 200MB
+    python benchmarks/bench_integrity.py            # ~1 GB, about 1 minute
+    python benchmarks/bench_integrity.py --size 4GB
+    python benchmarks/bench_integrity.py --s3 256MB   # also on a loopback S3 server
 """
 
 from __future__ import annotations
@@ -24,8 +27,10 @@ import argparse
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import dask
 import numpy as np
@@ -79,10 +84,24 @@ def serial_zarr(arr: zarr.Array) -> tuple[float, int]:
     return time.perf_counter() - start, total
 
 
+def median_run(run: Callable[[], tuple[float, int]], repeat: int) -> tuple[float, int]:
+    """Warm up once, then the median time of *repeat* runs (and the bytes decoded)."""
+    run()
+    results = sorted(run() for _ in range(repeat))
+    return results[len(results) // 2]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="1GB", help="uncompressed size (default 1GB)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per method")
+    parser.add_argument(
+        "--s3",
+        default=None,
+        metavar="SIZE",
+        help="also copy SIZE (e.g. 256MB) of the store to a loopback moto S3 server and scan it",
+    )
     args = parser.parse_args()
 
     import dask.array as da
@@ -98,11 +117,15 @@ def main() -> None:
         print(
             f"store: {arr.nbytes / 1e9:.2f} GB uncompressed, {stored / 1e9:.2f} GB stored "
             f"({arr.nchunks} chunks of 2 MiB), built in {time.perf_counter() - t0:.0f} s; "
-            f"{args.workers} cores"
+            f"{args.workers} cores, median of {args.repeat} runs"
         )
         rows: list[tuple[str, float, int]] = []
-        seconds, nbytes = decode_limit(path, args.workers)
-        rows.append(("decode limit (numcodecs, process pool)", seconds, nbytes))
+        rows.append(
+            (
+                "decode limit (numcodecs, process pool)",
+                *median_run(lambda: decode_limit(path, args.workers), args.repeat),
+            )
+        )
         with (
             LocalCluster(
                 n_workers=args.workers,
@@ -112,66 +135,108 @@ def main() -> None:
             ) as cluster,
             Client(cluster) as client,
         ):
-            # warm the workers (imports, codecs, page cache) with one untimed deep scan
-            check_data_integrity(path, deep=True, client=client, progress=False)
-            start = time.perf_counter()
-            report = check_data_integrity(path, deep=True, client=client, progress=False)
-            rows.append(
-                (
-                    "ours: check_data_integrity(deep=True)",
-                    time.perf_counter() - start,
-                    report.bytes_decoded,
-                )
-            )
-            if not report.ok or report.chunks_decoded != arr.nchunks:
-                raise RuntimeError(str(report))
-            with dask.config.set({"zarr-dask-utils.integrity.blosc-threads": None}):
+
+            def ours(**kwargs: Any) -> tuple[float, int]:
                 start = time.perf_counter()
-                loose = check_data_integrity(path, deep=True, client=client, progress=False)
-                rows.append(
-                    (
-                        "ours, blosc threads not pinned",
-                        time.perf_counter() - start,
-                        loose.bytes_decoded,
-                    )
+                report = check_data_integrity(
+                    path, deep=True, client=client, progress=False, **kwargs
                 )
-            start = time.perf_counter()
-            da.from_zarr(path).sum().compute()
+                seconds = time.perf_counter() - start
+                if not report.ok or report.chunks_decoded != arr.nchunks:
+                    raise RuntimeError(str(report))
+                return seconds, report.bytes_decoded
+
+            rows.append(("ours: check_data_integrity(deep=True)", *median_run(ours, args.repeat)))
             rows.append(
-                ("dask.array.from_zarr(...).sum()", time.perf_counter() - start, arr.nbytes)
-            )
-        # distributed sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which also disables
-        # glibc's dynamic mmap threshold: every 2 MiB decode buffer becomes a fresh mmap.
-        trim = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 2**30}
-        with (
-            dask.config.set(trim),
-            LocalCluster(
-                n_workers=args.workers,
-                threads_per_worker=1,
-                processes=True,
-                dashboard_address=":0",
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            check_data_integrity(path, deep=True, client=client, progress=False)
-            start = time.perf_counter()
-            report = check_data_integrity(path, deep=True, client=client, progress=False)
-            rows.insert(
-                2,
                 (
-                    "ours, workers with MALLOC_TRIM_THRESHOLD_=1GiB",
-                    time.perf_counter() - start,
-                    report.bytes_decoded,
-                ),
+                    "ours, deep=True, nan_check=True",
+                    *median_run(lambda: ours(nan_check=True), args.repeat),
+                )
             )
-        seconds, nbytes = serial_zarr(zarr.open_array(path, mode="r"))
-        rows.append(("serial zarr read of every chunk", seconds, nbytes))
+            with dask.config.set({"zarr-dask-utils.integrity.direct-decode": False}):
+                rows.append(("ours, zarr's codec pipeline", *median_run(ours, args.repeat)))
+
+            def dask_sum() -> tuple[float, int]:
+                start = time.perf_counter()
+                da.from_zarr(path).sum().compute()
+                return time.perf_counter() - start, arr.nbytes
+
+            rows.append(("dask.array.from_zarr(...).sum()", *median_run(dask_sum, args.repeat)))
+        array = zarr.open_array(path, mode="r")
+        rows.append(
+            (
+                "serial zarr read of every chunk",
+                *median_run(lambda: serial_zarr(array), args.repeat),
+            )
+        )
+        s3_rows = s3_table(path, parse_bytes(args.s3), args) if args.s3 else []
 
     limit = rows[0][2] / rows[0][1]
     print(f"{'method':<48} {'seconds':>8} {'GB/s':>7} {'x limit':>8}")
     for name, seconds, nbytes in rows:
         rate = nbytes / seconds
         print(f"{name:<48} {seconds:8.2f} {rate / 1e9:7.2f} {rate / limit:8.2f}")
+    if s3_rows:
+        base = s3_rows[0][2] / s3_rows[0][1]
+        print(f"\nloopback S3 (moto in its own process), {args.s3}:")
+        print(f"{'method':<48} {'seconds':>8} {'GB/s':>7} {'x ours':>8}")
+        for name, seconds, nbytes in s3_rows:
+            rate = nbytes / seconds
+            print(f"{name:<48} {seconds:8.2f} {rate / 1e9:7.2f} {rate / base:8.2f}")
+
+
+def s3_table(path: str, nbytes: int, args: argparse.Namespace) -> list[tuple[str, float, int]]:
+    """The first *nbytes* of the store copied to moto, scanned by ours and by its peers."""
+    import dask.array as da
+    import s3fs
+    from distributed import Client, LocalCluster
+    from s3server import S3Server
+
+    from zarr_dask_utils import check_data_integrity
+
+    src = zarr.open_array(path, mode="r")
+    rows_n = max(src.chunks[0], nbytes // (src.shape[1] * 4) // src.chunks[0] * src.chunks[0])
+    with S3Server(in_process=False) as s3:
+        options = {"key": "testing", "secret": "testing", "endpoint_url": s3.endpoint}
+        s3fs.S3FileSystem(**options).mkdir("zdu-bench-integrity")
+        url = "s3://zdu-bench-integrity/bench.zarr"
+        dst = zarr.create_array(
+            zarr.storage.FsspecStore.from_url(url, storage_options=options),
+            shape=(rows_n, src.shape[1]),
+            chunks=src.chunks,
+            dtype=src.dtype,
+            compressors=src.compressors,
+        )
+        for i in range(0, rows_n, src.chunks[0] * 8):
+            dst[i : i + src.chunks[0] * 8] = src[i : i + src.chunks[0] * 8]
+        out: list[tuple[str, float, int]] = []
+        with (
+            LocalCluster(
+                n_workers=args.workers, threads_per_worker=1, dashboard_address=":0"
+            ) as cluster,
+            Client(cluster) as client,
+        ):
+
+            def ours() -> tuple[float, int]:
+                start = time.perf_counter()
+                report = check_data_integrity(
+                    url, deep=True, storage_options=options, client=client, progress=False
+                )
+                if not report.ok:
+                    raise RuntimeError(str(report))
+                return time.perf_counter() - start, report.bytes_decoded
+
+            out.append(("ours: check_data_integrity(deep=True)", *median_run(ours, args.repeat)))
+            with dask.config.set({"zarr-dask-utils.integrity.direct-decode": False}):
+                out.append(("ours, zarr's codec pipeline", *median_run(ours, args.repeat)))
+
+            def dask_sum() -> tuple[float, int]:
+                start = time.perf_counter()
+                da.from_zarr(url, storage_options=options).sum().compute()
+                return time.perf_counter() - start, dst.nbytes
+
+            out.append(("dask.array.from_zarr(...).sum()", *median_run(dask_sum, args.repeat)))
+        return out
 
 
 if __name__ == "__main__":

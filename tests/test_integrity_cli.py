@@ -81,3 +81,23 @@ def test_manifest_commands(stores, client, tmp_path):
     code, out = _run("manifest", "verify", a, out_path, "--json")
     assert code == 1
     assert json.loads(out)["changed"] == 1
+
+
+def test_verify_chunks_command(stores, client):
+    a, _ = stores
+    code, out = _run("verify-chunks", a, "--array", "climate/t2m", "--seed", "3", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert data["report"] == "ChunkSampleReport"
+    assert (data["seed"], data["sampled"], data["grid_objects"]) == (3, 1, 8)
+    every = _run("verify-chunks", f"{a}/climate/t2m", "--sample-rate", "1", "--seed", "3", "--json")
+    assert json.loads(every[1])["decoded"] == 8
+    for key in damage.chunk_keys(a, "climate/t2m"):
+        damage.truncate_chunk(a, key)
+    code, out = _run("verify-chunks", a, "--array", "climate/t2m", "--no-progress")
+    assert code == 1
+    assert "chunk-decode-error" in out
+    assert "bad" in out
+    group = CliRunner().invoke(cli, ["verify-chunks", a, "--no-progress"])
+    assert group.exit_code == 2  # a group: the error says how to name the array
+    assert "--array" in group.stderr

@@ -23,6 +23,8 @@ from zarr_dask_utils.integrity.compare import compare_values
 from zarr_dask_utils.integrity.decode import ArrayStats, DecodeResult
 from zarr_dask_utils.integrity.metadiff import metadata_differences
 from zarr_dask_utils.integrity.plan import (
+    Segment,
+    batch_bounds,
     cap,
     classify_decode_error,
     inventory_findings,
@@ -248,19 +250,60 @@ def test_itemsize():
         st.text("abc", min_size=1, max_size=3), st.tuples(st.integers(0, 50), st.integers(1, 500))
     ),
     batch=st.integers(1, 2000),
+    parallelism=st.integers(1, 5),
 )
-@settings(max_examples=80, deadline=None)
-def test_plan_batches_covers_every_object_once(arrays, batch):
-    batches = plan_batches(arrays, batch)
+@settings(max_examples=120, deadline=None)
+def test_plan_batches_covers_every_object_once(arrays, batch, parallelism):
+    batches = plan_batches(arrays, batch, parallelism)
     seen = {path: [] for path in arrays}
+    grand = sum(n * per for n, per in arrays.values())
     for b in batches:
         assert b
         total = sum((s.stop - s.start) * arrays[s.path][1] for s in b)
         largest = max(arrays[s.path][1] for s in b)
-        assert total <= max(batch, largest)
+        assert total <= batch + largest  # the target, give or take the object at a cut
+        assert total <= max(batch, grand) + largest
         for s in b:
             seen[s.path].extend(range(s.start, s.stop))
     assert all(seen[p] == list(range(n)) for p, (n, _) in arrays.items())
+
+
+@given(total=st.integers(0, 10**6), batch=st.integers(1, 10**5), parallelism=st.integers(1, 8))
+@settings(max_examples=200, deadline=None)
+def test_batch_bounds(total, batch, parallelism):
+    bounds = batch_bounds(total, batch, parallelism)
+    if total == 0:
+        assert bounds == []
+        return
+    gaps = [b - a for a, b in zip([0, *bounds], bounds, strict=False)]
+    assert bounds[-1] == total
+    assert all(g >= 0 for g in gaps)
+    assert max(gaps) <= batch + 1  # never above the target
+    halved = parallelism > 1 and len(bounds) >= 3 * parallelism
+    head = gaps[: -2 * parallelism] if halved else gaps
+    assert max(head) - min(head) <= 1  # equal shares...
+    if halved:  # ... and a last round of halves
+        assert max(gaps[-2 * parallelism :]) <= max(head) // 2 + 1
+    if parallelism > 1 and total // batch >= 1:
+        rounded = -(-len(bounds) // parallelism) * parallelism
+        assert len(bounds) == rounded or total // rounded < batch // 4
+
+
+def test_plan_batches_gives_every_thread_equal_work():
+    # 476 chunks of 2 MiB in 128 MiB batches: 8 batches (not 7 full and a small one)
+    # and the last round cut in halves, for threads that finish early
+    batches = plan_batches({"a": (476, 2**21)}, 2**27, parallelism=2)
+    counts = [sum(s.stop - s.start for s in b) for b in batches]
+    assert counts[:6] == [60, 59, 60, 59, 60, 59]
+    assert sorted(counts[6:]) == [29, 30, 30, 30]
+    assert len(plan_batches({"a": (476, 2**21)}, 2**27, parallelism=3)) == 12
+    assert len(plan_batches({"a": (476, 2**21)}, 2**27, parallelism=1)) == 8
+    # rounding up to the threads never cuts batches below a quarter of the target
+    assert len(plan_batches({"a": (10, 2**20)}, 2**27, parallelism=4)) == 1
+    # small arrays share one batch
+    assert plan_batches({"x": (1, 8), "y": (2, 8)}, 1000) == [
+        (Segment("x", 0, 1), Segment("y", 0, 2))
+    ]
 
 
 def test_partition_keys():

@@ -260,3 +260,31 @@ def test_broken_array_documents_are_reported_not_scanned(sample, client):
     assert ("json-invalid", "climate/precip/zarr.json") in codes
     assert not any(".zdu" in loc for _, loc in codes)
     assert report.chunks_decoded == 8 + 4  # t2m and elevation only
+
+
+@pytest.mark.parametrize("store_case", ["v3-local", "v2-local"], indirect=True)
+def test_rerun_right_after_damage_sees_it(sample, client):
+    # task keys are new every run: a rerun never receives the previous run's results
+    t2m = damage.chunk_keys(sample.url, "climate/t2m")
+    assert _check(sample, client, deep=True).ok
+    damage.truncate_chunk(sample.url, t2m[0])
+    again = _check(sample, client, deep=True)
+    assert not again.ok
+    assert t2m[0] in {f.location for f in again.findings}
+
+
+@pytest.mark.parametrize("store_case", ["v3-local"], indirect=True)
+def test_deep_scan_replans_when_consolidated_metadata_is_stale(sample, client, caplog):
+    elevation = damage.chunk_keys(sample.url, "climate/static/elevation")
+    assert len(elevation) == 4
+    # consolidated metadata says (16, 16), the array document now says (8, 16)
+    damage.set_array_shape(sample.url, "climate/static/elevation", (8, 16))
+    with caplog.at_level("INFO", logger="zarr_dask_utils.integrity.scan"):
+        report = _check(sample, client, deep=True)
+    assert "stale: re-planning" in caplog.text
+    assert report.chunks_decoded == 17 - 2  # planned from the documents actually stored
+    with caplog.at_level("INFO", logger="zarr_dask_utils.integrity.scan"):
+        caplog.clear()
+        damage.set_array_shape(sample.url, "climate/static/elevation", (16, 16))
+        assert _check(sample, client, deep=True).chunks_decoded == 17
+    assert "re-planning" not in caplog.text  # consolidated metadata right again: one graph

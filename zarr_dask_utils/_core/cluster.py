@@ -26,7 +26,7 @@ from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import ClusterConnectionError, InvalidOptionError
 from zarr_dask_utils._core.trace import attached
 
-__all__ = ["describe_client", "get_client"]
+__all__ = ["cluster_threads", "describe_client", "get_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +130,12 @@ def _embedded_cluster() -> Iterator[LocalCluster]:
         silence_logs=logging.ERROR,
     ) as cluster:
         yield cluster
+
+
+def cluster_threads(client: Client) -> int:
+    """Worker threads of the cluster behind *client* (at least 1)."""
+    workers = client.scheduler_info(n_workers=-1).get("workers", {})
+    return max(1, sum(int(w.get("nthreads", 0)) for w in workers.values()))
 
 
 def describe_client(client: Client) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,8 +45,13 @@ def _widgets_available() -> bool:
 
 
 def task_name(op: str, *parts: Any) -> str:
-    """A task key ``zdu-<op>-<token>``; the dashboard groups tasks by the ``zdu-<op>`` prefix."""
-    return f"zdu-{op}-{dask.base.tokenize(*parts)}"
+    """A new task key ``zdu-<op>-<token>``; the dashboard groups tasks by the ``zdu-<op>`` prefix.
+
+    Every call returns a different key, even for the same *parts*: stores change between
+    runs, and a graph whose keys equal those of a previous run's tasks would be handed that
+    run's results while the scheduler still holds them (releasing them is asynchronous).
+    """
+    return f"zdu-{op}-{dask.base.tokenize(*parts, uuid.uuid4().hex)}"
 
 
 class GraphResult(tuple[Any, ...]):

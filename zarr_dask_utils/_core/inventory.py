@@ -26,6 +26,7 @@ __all__ = [
     "ArrayInventory",
     "Inventory",
     "KeyList",
+    "array_documents",
     "build_inventory",
     "itemsize_of",
     "size_bounds",
@@ -154,7 +155,7 @@ def _owner(key: str, arrays: Iterable[str] | set[str]) -> str | None:
     return None
 
 
-def _array_documents(docs: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
+def array_documents(docs: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
     """Array path → (document name, parsed document) for every parsable array document."""
     found: dict[str, tuple[str, Any]] = {}
     for key, doc in docs.items():
@@ -188,7 +189,7 @@ def build_inventory(
     skip = ignore_prefix.rstrip("/") + "/" if ignore_prefix else None
     if skip:
         docs = {k: v for k, v in docs.items() if not k.startswith(skip)}
-    for path, (name, doc) in _array_documents(docs).items():
+    for path, (name, doc) in array_documents(docs).items():
         grid = grid_from_document(path, name, doc)
         if grid is None:
             inv.unusable.append(path)

@@ -23,6 +23,7 @@ from zarr_dask_utils.integrity import (
     check_data_integrity,
     compare_stores,
     create_manifest,
+    verify_chunks,
     verify_manifest,
 )
 from zarr_dask_utils.metadata import consolidate_metadata, repair_metadata, validate_metadata
@@ -118,6 +119,27 @@ def check(store: str, deep: bool, nan_check: bool, missing_chunks: str, **kwargs
     return check_data_integrity(
         store, deep=deep, nan_check=nan_check, missing_chunks=missing_chunks, **kwargs
     )
+
+
+@cli.command("verify-chunks")
+@click.option(
+    "--array",
+    "array_path",
+    default=None,
+    metavar="PATH",
+    help="Path of the array inside STORE (default: STORE is the array).",
+)
+@click.option(
+    "--sample-rate", type=float, default=0.1, show_default=True, help="Fraction of chunks."
+)
+@click.option("--seed", type=int, default=None, help="Seed of the sample (default: drawn).")
+@store_command
+def verify_chunks_command(
+    store: str, array_path: str | None, sample_rate: float, seed: int | None, **kwargs: Any
+) -> Report:
+    """Decode a random sample of an array's chunks; say what it rules out; exit 1 if bad."""
+    target = f"{store.rstrip('/')}/{array_path.strip('/')}" if array_path else store
+    return verify_chunks(target, sample_rate=sample_rate, seed=seed, **kwargs)
 
 
 @cli.command("compare")

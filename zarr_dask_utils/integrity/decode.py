@@ -54,20 +54,27 @@ class ArrayStats:
     elements: int = 0
 
     def add(self, values: np.ndarray[Any, Any]) -> None:
-        """Fold the values of one decoded chunk in."""
+        """Fold the values of one decoded chunk in.
+
+        Two passes when every value is finite (min and max propagate NaN, so finite extremes
+        prove there is no NaN or Inf); the NaN/Inf counts and a masked range only otherwise.
+        """
         self.elements += int(values.size)
         if values.dtype.kind not in "biufc" or values.size == 0:
             return
-        if values.dtype.kind in "fc":
-            finite = np.isfinite(values)
-            self.nan += int(np.isnan(values).sum())
-            self.inf += int(np.isinf(values).sum())
-            values = values[finite]
-            if values.size == 0:
-                return
         if values.dtype.kind == "c":
             values = np.abs(values)
-        lo, hi = values.min().item(), values.max().item()
+        lo, hi = values.min(), values.max()
+        if values.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi)):
+            nan = np.isnan(values)
+            inf = np.isinf(values)
+            self.nan += int(np.count_nonzero(nan))
+            self.inf += int(np.count_nonzero(inf))
+            finite = values[~(nan | inf)]
+            if finite.size == 0:
+                return
+            lo, hi = finite.min(), finite.max()
+        lo, hi = lo.item(), hi.item()
         self.min = lo if self.min is None else min(self.min, lo)
         self.max = hi if self.max is None else max(self.max, hi)
 
@@ -178,6 +185,7 @@ def decode_objects(
     aa = array._async_array
     proto = default_buffer_prototype()
     check_blosc = is_blosc_last(array)
+    f_order = array.metadata.zarr_format == 2 and array.metadata.order == "F"
 
     async def one(c: tuple[int, ...], rel: str) -> tuple[str, Any, Any, int]:
         # read and decode one object, so reads and decodes of a batch overlap
@@ -226,6 +234,9 @@ def decode_objects(
         result.decoded += 1
         result.decoded_bytes += int(values.nbytes)
         if stats:
+            if f_order and values.ndim > 1 and values.flags.c_contiguous:
+                # zarr's pipeline hands an order-"F" chunk over in storage order, C-shaped
+                values = values.reshape(-1).reshape(values.shape, order="F")
             region = grid.region(c)
             inside = values[tuple(slice(0, r.stop - r.start) for r in region)]
             result.stats.setdefault(key_prefix, ArrayStats()).add(inside)

@@ -5,6 +5,7 @@ No I/O and no Dask: grids and inventories in, batches and findings out.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from zarr_dask_utils._core.reports import Finding, Severity
 __all__ = [
     "MISSING_NOTE",
     "Segment",
+    "batch_bounds",
     "classify_decode_error",
     "inventory_findings",
     "miss_probability",
@@ -48,45 +50,78 @@ class Segment:
     stop: int
 
 
+def batch_bounds(total: int, batch_bytes: int, parallelism: int = 1) -> list[int]:
+    """Byte offsets where batches end, for *total* bytes run by *parallelism* threads.
+
+    The number of batches is the smallest that keeps them under *batch_bytes*, rounded up to
+    a multiple of *parallelism* (so every thread gets the same work) unless that would make
+    batches smaller than a quarter of *batch_bytes*.  With several threads the last round is
+    cut in halves: threads that finish early take the small pieces, so the run ends within
+    half a batch of its ideal time even when the scheduler hands one thread an extra batch.
+
+    Examples
+    --------
+    >>> batch_bounds(800, 100, parallelism=1)
+    [100, 200, 300, 400, 500, 600, 700, 800]
+    >>> batch_bounds(800, 100, parallelism=2)
+    [100, 200, 300, 400, 500, 600, 650, 700, 750, 800]
+    """
+    if total <= 0:
+        return []
+    count = -(-total // max(1, batch_bytes))
+    if parallelism > 1:
+        rounded = -(-count // parallelism) * parallelism
+        if total // rounded >= batch_bytes // 4:
+            count = rounded
+    bounds = [(k + 1) * total // count for k in range(count)]
+    if parallelism > 1 and count >= 2 * parallelism:
+        head, tail = bounds[:-parallelism], bounds[-parallelism - 1 :]
+        halves = [a + (b - a) // 2 for a, b in itertools.pairwise(tail)]
+        bounds = head + sorted(halves + tail[1:])
+    return bounds
+
+
 def plan_batches(
-    arrays: Mapping[str, tuple[int, int]], batch_bytes: int
+    arrays: Mapping[str, tuple[int, int]], batch_bytes: int, parallelism: int = 1
 ) -> list[tuple[Segment, ...]]:
-    """Split every array's objects into batches of about *batch_bytes* uncompressed bytes.
+    """Split every array's objects into batches of at most about *batch_bytes* bytes.
+
+    Batches are cut at the byte offsets of :func:`batch_bounds` over the concatenated arrays
+    (sorted by path); an object belongs to the batch its first byte falls in, so small arrays
+    share a batch.  Run them in order: the small ones of the last round come last.
 
     Parameters
     ----------
     arrays
         Array path → (number of objects in the grid, uncompressed bytes per object).
     batch_bytes
-        Target uncompressed bytes per batch (one task each).  Small arrays share a batch.
+        Largest uncompressed bytes per batch (one task each), give or take one object.
+    parallelism
+        Threads that will run the batches.
 
     Returns
     -------
     list of tuple of Segment
-        Every object of every array exactly once.
+        Every object of every array exactly once, in path and index order.
     """
-    batches: list[tuple[Segment, ...]] = []
-    current: list[Segment] = []
-    room = batch_bytes
-    for path in sorted(arrays):
-        n, per = arrays[path]
-        per = max(1, per)
-        start = 0
-        while start < n:
-            take = max(1, min(n - start, room // per))
-            if room < per and current:
-                batches.append(tuple(current))
-                current, room = [], batch_bytes
-                continue
-            current.append(Segment(path, start, start + take))
-            start += take
-            room -= take * per
-            if room <= 0:
-                batches.append(tuple(current))
-                current, room = [], batch_bytes
-    if current:
-        batches.append(tuple(current))
-    return batches
+    items = [(path, arrays[path][0], max(1, arrays[path][1])) for path in sorted(arrays)]
+    items = [item for item in items if item[1] > 0]
+    total = sum(n * per for _, n, per in items)
+    bounds = batch_bounds(total, batch_bytes, parallelism)
+    batches: list[list[Segment]] = [[] for _ in bounds]
+    offset = 0
+    k = 0
+    for path, n, per in items:
+        j = 0
+        while j < n:
+            while bounds[k] <= offset + j * per:  # the batch this object's first byte is in
+                k += 1
+            # objects of batch k start below bounds[k]
+            stop = min(n, max(j + 1, -(-(bounds[k] - offset) // per)))
+            batches[k].append(Segment(path, j, stop))
+            j = stop
+        offset += n * per
+    return [tuple(b) for b in batches if b]
 
 
 def sample_indices(n_total: int, sample_rate: float, seed: int) -> list[int]:

@@ -12,15 +12,15 @@ from distributed import Client
 
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.graph import run_graph
 from zarr_dask_utils._core.locations import StoreLike, resolve_location
+from zarr_dask_utils._core.probe import probe_location
 from zarr_dask_utils._core.reports import sort_findings
 from zarr_dask_utils._core.storeio import storage_errors
 from zarr_dask_utils.integrity.decode import grid_of, open_array
 from zarr_dask_utils.integrity.findings import decode_findings
 from zarr_dask_utils.integrity.plan import miss_probability, sample_indices, smallest_detectable
 from zarr_dask_utils.integrity.reports import ChunkSampleReport
-from zarr_dask_utils.integrity.scan import scan_graph
+from zarr_dask_utils.integrity.scan import run_scan
 
 __all__ = ["sample_statement", "verify_chunks"]
 
@@ -86,25 +86,27 @@ def verify_chunks(
     location = resolve_location(array, storage_options=storage_options)
     seed = secrets.randbits(32) if seed is None else int(seed)
     with storage_errors(location.display):
-        opened = open_array(location.open_store(), location.path, "", None)
+        store = location.open_store()
+        if probe_location(location).root_kind == "group":
+            raise InvalidOptionError(
+                f"{location.display} is a group: verify_chunks samples one array. Pass the "
+                "array's own path or URL (e.g. 'store.zarr/temperature'), or on the command "
+                "line `zdu verify-chunks STORE --array temperature`; `zdu info STORE` lists them."
+            )
+        opened = open_array(store, location.path, "", None)
     grid = grid_of(opened, "")
     fmt = opened.metadata.zarr_format
     picked = sample_indices(grid.nchunks, sample_rate, seed)
     per = max(1, math.prod(grid.chunks) * opened.dtype.itemsize)
     per_batch = max(1, parse_bytes(str(get_option("integrity.batch-bytes"))) // per)
     work = [(("", fmt, picked[i : i + per_batch]),) for i in range(0, len(picked), per_batch)]
-    result = run_graph(
-        [scan_graph(location, work, op="verify-chunks", stats=False)],
-        location=location,
-        op="verify-chunks",
-        client=client,
-        progress=progress,
+    decoded, engine = run_scan(
+        location, work, op="verify-chunks", stats=False, client=client, progress=progress
     )
-    decoded = result[0]
     probs, detectable, text = sample_statement(grid.nchunks, len(picked), decoded.bad_count)
     return ChunkSampleReport(
         location=location.display,
-        engine=result.engine,
+        engine=engine,
         findings=sort_findings(decode_findings(decoded)),
         array=location.path,
         seed=seed,

@@ -11,28 +11,35 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
+import dask
 from dask.delayed import Delayed, delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
+from zarr_dask_utils._core.chunkgrid import grid_from_document
+from zarr_dask_utils._core.cluster import cluster_threads, get_client
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.graph import run_graph, task_name
+from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.hierarchy import (
     ARRAY_V2,
+    CONSOLIDATED_V2,
     ZARR_JSON,
     parse_document,
     split_key,
 )
-from zarr_dask_utils._core.inventory import Inventory, itemsize_of
+from zarr_dask_utils._core.inventory import Inventory, array_documents, itemsize_of
 from zarr_dask_utils._core.inventory_graph import build_inventory_graph
 from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
 from zarr_dask_utils._core.probe import probe_location
 from zarr_dask_utils._core.reports import sort_findings
-from zarr_dask_utils._core.storeio import storage_errors
+from zarr_dask_utils._core.storeio import join_key, read_keys, storage_errors
 from zarr_dask_utils.integrity.decode import (
     DecodeResult,
     blosc_threads,
@@ -40,6 +47,7 @@ from zarr_dask_utils.integrity.decode import (
     grid_of,
     open_array,
 )
+from zarr_dask_utils.integrity.direct import decode_direct, direct_chain
 from zarr_dask_utils.integrity.findings import decode_findings, metadata_findings
 from zarr_dask_utils.integrity.plan import (
     MISSING_NOTE,
@@ -49,7 +57,7 @@ from zarr_dask_utils.integrity.plan import (
 )
 from zarr_dask_utils.integrity.reports import IntegrityReport
 
-__all__ = ["check_data_integrity", "scan_batch_task"]
+__all__ = ["check_data_integrity", "merge_results", "run_scan", "scan_batch_task", "scan_graph"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,10 +73,22 @@ def scan_batch_task(
     stats: bool,
     concurrency: int,
     nthreads: int | None,
+    read_ahead: int = 64 * 2**20,
+    heap_threshold: int | None = None,
+    direct: bool = True,
 ) -> DecodeResult:
-    """Worker task: decode every object of *work*; returns bad keys, counts and statistics."""
+    """Worker task: decode every object of *work*; returns bad keys, counts and statistics.
+
+    Arrays whose codec chain :func:`direct_chain` understands are decoded directly with
+    numcodecs (objects streamed in reused buffers, about *read_ahead* stored bytes ahead of
+    the decoder); the others by zarr's codec pipeline, *concurrency* objects at a time.
+    """
     result = DecodeResult()
-    with storage_errors(location.display), blosc_threads(nthreads):
+    with (
+        storage_errors(location.display),
+        blosc_threads(nthreads),
+        heap_allocations(heap_threshold),
+    ):
         store = location.open_store()
         for path, fmt, indices in work:
             try:
@@ -76,6 +96,20 @@ def scan_batch_task(
                 grid = grid_of(array, path)
             except Exception as err:
                 result.unreadable[path] = f"{type(err).__name__}: {err}"
+                continue
+            chain = direct_chain(array) if direct else None
+            if chain is not None:
+                depth = max(2, min(concurrency, read_ahead // max(1, chain.nbytes)))
+                decode_direct(
+                    array,
+                    chain,
+                    grid,
+                    list(indices),
+                    result=result,
+                    key_prefix=path,
+                    stats=stats,
+                    depth=depth,
+                )
                 continue
             decode_objects(
                 array,
@@ -97,12 +131,16 @@ def merge_results(*parts: DecodeResult) -> DecodeResult:
     return total
 
 
-def reduce_tree(parts: list[Delayed], op: str, token: Any, split_every: int = 8) -> Delayed:
-    """Combine delayed :class:`DecodeResult` objects *split_every* at a time."""
+def reduce_tree(
+    parts: list[Delayed], op: str, token: Any, split_every: int = 8, keep: int = 1
+) -> list[Delayed]:
+    """Combine delayed :class:`DecodeResult` objects *split_every* at a time.
+
+    Stops when at most *keep* are left: the client merges those, one scheduling round trip
+    less than reducing to one on the cluster.
+    """
     level = 0
-    if not parts:
-        return delayed(DecodeResult)()
-    while len(parts) > 1:
+    while len(parts) > max(1, keep):
         parts = [
             delayed(merge_results, pure=False)(
                 *parts[i : i + split_every],
@@ -111,7 +149,7 @@ def reduce_tree(parts: list[Delayed], op: str, token: Any, split_every: int = 8)
             for i in range(0, len(parts), split_every)
         ]
         level += 1
-    return parts[0]
+    return parts
 
 
 # --- helpers ----------------------------------------------------------------------------------
@@ -130,13 +168,27 @@ def array_summaries(inv: Inventory, stats: Mapping[str, Any] | None) -> tuple[di
 
 
 def read_inventory(
-    location: Location, *, op: str, client: Client | None, progress: bool | None
-) -> tuple[dict[str, Any], dict[str, str], Inventory, str]:
-    """Graph 1: one listing with sizes, the documents, the inventory beside the listing."""
+    location: Location,
+    *,
+    op: str,
+    client: Client | None,
+    progress: bool | None,
+    also: Sequence[Delayed] = (),
+) -> tuple[dict[str, Any], dict[str, str], Inventory, str, DecodeResult]:
+    """One listing with sizes, the documents, the inventory beside the listing.
+
+    *also* (decode tasks planned without the listing) run in the same graph; their merged
+    result is returned last (an empty :class:`DecodeResult` without them).
+    """
     backup = str(get_option("metadata.backup-prefix"))
-    _, raw, inv = build_inventory_graph(location, exclude_prefix=backup)
-    result = run_graph([raw, inv], location=location, op=op, client=client, progress=progress)
-    raw_docs, inventory = result
+    # the listing chain first: short tasks that would otherwise wait behind decode batches
+    with dask.annotate(priority=100):
+        _, raw, inv = build_inventory_graph(location, exclude_prefix=backup)
+    result = run_graph(
+        [raw, inv, *also], location=location, op=op, client=client, progress=progress
+    )
+    raw_docs, inventory = result[0], result[1]
+    decoded = merge_results(*result[2:])
     docs: dict[str, Any] = {}
     broken: dict[str, str] = {}
     for key, value in raw_docs.items():
@@ -147,41 +199,173 @@ def read_inventory(
             docs[key] = doc
         elif value is not None:
             broken[key] = error
-    return docs, broken, inventory, result.engine
+    return docs, broken, inventory, result.engine, decoded
 
 
-def array_work(inv: Inventory, docs: Mapping[str, Any], batch_bytes: int) -> list[Work]:
-    """Batches of every array's objects for the deep scan."""
+def decode_layout(name: str, doc: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What decoding an array's objects depends on: grid, data type and codecs (no attributes)."""
+    grid = grid_from_document("", name, doc)
+    if name == ARRAY_V2:
+        codecs = (doc.get("dtype"), doc.get("compressor"), doc.get("filters"), doc.get("order"))
+    else:
+        codecs = (doc.get("data_type"), doc.get("codecs"))
+    return (name, grid, repr(codecs))
+
+
+def array_work(
+    arrays: Mapping[str, tuple[str, Mapping[str, Any]]], batch_bytes: int, parallelism: int = 1
+) -> list[Work]:
+    """Batches of every array's objects for the deep scan, planned from the array documents.
+
+    *parallelism* (the cluster's threads) evens the batches out, see :func:`plan_batches`.
+    """
     sizes: dict[str, tuple[int, int]] = {}
     formats: dict[str, int] = {}
-    for path, arr in inv.arrays.items():
-        name = ARRAY_V2 if arr.zarr_format == 2 else ZARR_JSON
-        doc = docs.get(f"{path}/{name}" if path else name, {})
+    for path, (name, doc) in arrays.items():
+        grid = grid_from_document(path, name, doc)
+        if grid is None:
+            continue
         itemsize = itemsize_of(name, doc) or 8
-        sizes[path] = (arr.expected, math.prod(arr.grid.chunks) * itemsize)
-        formats[path] = arr.zarr_format
+        sizes[path] = (grid.nchunks, math.prod(grid.chunks) * itemsize)
+        formats[path] = 2 if name == ARRAY_V2 else 3
     return [
         tuple((s.path, formats[s.path], range(s.start, s.stop)) for s in batch)
-        for batch in plan_batches(sizes, batch_bytes)
+        for batch in plan_batches(sizes, batch_bytes, parallelism)
     ]
 
 
-def scan_graph(location: Location, work: list[Work], *, op: str, stats: bool) -> Delayed:
-    """Graph 2: one task per batch of work, reduced in a tree."""
+def known_arrays(location: Location) -> dict[str, tuple[str, Mapping[str, Any]]] | None:
+    """The array documents the client learns without a listing, or ``None``.
+
+    The root array's own document, or every array of the consolidated metadata (``zarr.json``
+    of a format 3 group, ``.zmetadata`` of a format 2 group).  The deep scan plans from these
+    while the listing runs, and re-plans if the documents actually stored differ (stale
+    consolidated metadata).
+    """
+    names = (ZARR_JSON, ARRAY_V2, CONSOLIDATED_V2)
+    with storage_errors(location.display):
+        raw = read_keys(location.open_store(), [join_key(location.path, n) for n in names])
+    docs = {n: parse_document(raw[join_key(location.path, n)])[0] for n in names}
+    root, v2_array, v2_consolidated = (docs[n] for n in names)
+    if isinstance(root, Mapping):
+        if root.get("node_type") == "array":
+            return {"": (ZARR_JSON, root)}
+        consolidated = root.get("consolidated_metadata")
+        if isinstance(consolidated, Mapping) and isinstance(consolidated.get("metadata"), Mapping):
+            listed = {f"{p}/{ZARR_JSON}": d for p, d in consolidated["metadata"].items()}
+            return array_documents(listed)
+        return None
+    if isinstance(v2_array, Mapping):
+        return {"": (ARRAY_V2, v2_array)}
+    if isinstance(v2_consolidated, Mapping) and isinstance(
+        v2_consolidated.get("metadata"), Mapping
+    ):
+        return array_documents(v2_consolidated["metadata"])
+    return None
+
+
+def same_layouts(
+    planned: Mapping[str, tuple[str, Mapping[str, Any]]],
+    actual: Mapping[str, tuple[str, Mapping[str, Any]]],
+) -> bool:
+    """``True`` when a plan made from *planned* decodes exactly the arrays of *actual*."""
+    if set(planned) != set(actual):
+        return False
+    return all(decode_layout(*planned[p]) == decode_layout(*actual[p]) for p in actual)
+
+
+def scan_graph(location: Location, work: list[Work], *, op: str, stats: bool) -> list[Delayed]:
+    """One task per batch of work, reduced in a tree to at most 32 partial results.
+
+    Tasks run in plan order (priorities), so the small batches of the last round
+    (:func:`~zarr_dask_utils.integrity.plan.batch_bounds`) come last.  Compute the returned
+    collections and fold their values together with :func:`merge_results`.
+    """
     concurrency = int(get_option("io.concurrency"))
     nthreads = get_option("integrity.blosc-threads")
-    tasks = [
-        delayed(scan_batch_task, pure=False)(
-            location,
-            w,
-            stats,
-            concurrency,
-            nthreads,
-            dask_key_name=task_name(f"{op}-decode", location, i, len(work)),
+    read_ahead = parse_bytes(str(get_option("integrity.read-ahead")))
+    heap = get_option("integrity.heap-threshold")
+    heap_threshold = None if heap is None else parse_bytes(str(heap))
+    direct = bool(get_option("integrity.direct-decode"))
+    tasks = []
+    for i, w in enumerate(work):
+        with dask.annotate(priority=-i):
+            tasks.append(
+                delayed(scan_batch_task, pure=False)(
+                    location,
+                    w,
+                    stats,
+                    concurrency,
+                    nthreads,
+                    read_ahead,
+                    heap_threshold,
+                    direct,
+                    dask_key_name=task_name(f"{op}-decode", location, i),
+                )
+            )
+    return reduce_tree(tasks, op, (location, len(work)), keep=32)
+
+
+def run_scan(
+    location: Location,
+    work: list[Work],
+    *,
+    op: str,
+    stats: bool,
+    client: Client | None,
+    progress: bool | None,
+) -> tuple[DecodeResult, str]:
+    """Run :func:`scan_graph` for *work*; the merged result and the engine that ran it."""
+    result = run_graph(
+        scan_graph(location, work, op=op, stats=stats),
+        location=location,
+        op=op,
+        client=client,
+        progress=progress,
+    )
+    return merge_results(*result), result.engine
+
+
+def _run_check(
+    location: Location,
+    client: Client | None,
+    *,
+    deep: bool,
+    nan_check: bool,
+    progress: bool | None,
+) -> tuple[dict[str, Any], dict[str, str], Inventory, str, DecodeResult, float]:
+    """The graphs of a check: inventory, and (deep) the decode scan, in one when possible."""
+    batch = parse_bytes(str(get_option("integrity.batch-bytes")))
+    threads = cluster_threads(client) if client is not None else os.cpu_count() or 1
+    planned = known_arrays(location) if deep else None
+    start = time.perf_counter()
+    tree: list[Delayed] = []
+    if planned is not None:  # decode while the listing runs, in the same graph
+        work = array_work(planned, batch, threads)
+        tree = scan_graph(location, work, op="check", stats=nan_check)
+    docs, broken, inv, engine, decoded = read_inventory(
+        location, op="check", client=client, progress=progress, also=tree
+    )
+    if not deep:
+        return docs, broken, inv, engine, DecodeResult(), 0.0
+    invalid = {
+        split_key(f.location)[0]
+        for f in metadata_findings(docs, broken)
+        if f.code == "array-metadata-invalid"
+    }
+    arrays = {p: d for p, d in array_documents(docs).items() if p not in invalid}
+    if planned is None or not same_layouts(planned, arrays):
+        if planned is not None:
+            logger.info("the consolidated metadata of %s is stale: re-planning", location.display)
+        work = array_work(arrays, batch, threads)
+        decoded, _ = run_scan(
+            location, work, op="check", stats=nan_check, client=client, progress=progress
         )
-        for i, w in enumerate(work)
-    ]
-    return reduce_tree(tasks, op, (location, len(work)))
+    for path in invalid:
+        decoded.unreadable.pop(path, None)
+    seconds = time.perf_counter() - start
+    logger.debug("deep scan of %s in %.2f s", location.display, seconds)
+    return docs, broken, inv, engine, decoded, seconds
 
 
 # --- public API -----------------------------------------------------------------------------
@@ -248,32 +432,17 @@ def check_data_integrity(
         )
     location = resolve_location(store, storage_options=storage_options)
     probe = probe_location(location)
-    docs, broken, inv, engine = read_inventory(
-        location, op="check", client=client, progress=progress
-    )
+    with ExitStack() as stack:
+        # one client for both graphs (an embedded cluster is started once)
+        cl = stack.enter_context(get_client(client)) if location.shareable else None
+        docs, broken, inv, engine, decoded, seconds = _run_check(
+            location, cl, deep=deep, nan_check=nan_check, progress=progress
+        )
     findings = metadata_findings(docs, broken)
     findings += inventory_findings(inv, missing_chunks=missing_chunks)
-    invalid = {split_key(f.location)[0] for f in findings if f.code == "array-metadata-invalid"}
     notes = [MISSING_NOTE] if any(a.missing for a in inv.arrays.values()) else []
-    decoded = DecodeResult()
-    seconds = 0.0
     if deep:
-        for path in invalid:
-            inv.arrays.pop(path, None)
-        batch = parse_bytes(str(get_option("integrity.batch-bytes")))
-        work = array_work(inv, docs, batch)
-        start = time.perf_counter()
-        result = run_graph(
-            [scan_graph(location, work, op="check", stats=nan_check)],
-            location=location,
-            op="check",
-            client=client,
-            progress=progress,
-        )
-        seconds = time.perf_counter() - start
-        decoded = result[0]
         findings += decode_findings(decoded)
-        logger.debug("deep scan of %s: %d tasks in %.1f s", location.display, len(work), seconds)
     else:
         notes.append("shallow check: chunks were not decoded (use deep=True / --deep)")
     return IntegrityReport(

@@ -1,0 +1,183 @@
+"""The direct numcodecs decode path of the deep scan against zarr's own codec pipeline.
+
+Every chain the direct path accepts is written by zarr into a real store, damaged in every
+way the integrity checks know, and scanned twice on the real cluster: with the direct path
+and with ``integrity.direct-decode: false`` (zarr's pipeline for every chunk).  Both must
+report the same bad keys with the same codes, and the same value statistics.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import dask
+import numpy as np
+import pytest
+import zarr
+from numcodecs import Blosc, GZip, Zstd
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ZstdCodec
+
+from zarr_dask_utils import check_data_integrity
+from zarr_dask_utils.integrity.direct import DecodeFailure, DirectDecoder, direct_chain
+from zarr_dask_utils.testing import chunks as damage
+
+BLOSC3 = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
+CHAINS = {
+    "v2-blosc": {"zarr_format": 2, "compressors": Blosc(cname="lz4")},
+    "v2-zstd": {"zarr_format": 2, "compressors": Zstd(level=1)},
+    "v2-gzip-order-F": {"zarr_format": 2, "compressors": GZip(), "order": "F"},
+    "v2-uncompressed-big-endian": {"zarr_format": 2, "compressors": None, "dtype": ">f8"},
+    "v3-blosc": {"compressors": BLOSC3},
+    "v3-blosc-crc32c": {"compressors": [BLOSC3, Crc32cCodec()]},
+    "v3-zstd-big-endian": {
+        "compressors": ZstdCodec(level=1),
+        "serializer": BytesCodec(endian="big"),
+    },
+    "v3-gzip": {"compressors": GzipCodec()},
+    "v3-uncompressed": {"compressors": None},
+    "v3-crc32c-only": {"compressors": Crc32cCodec()},
+}
+
+
+def _values(shape=(30, 20)):
+    data = np.linspace(-5, 5, int(np.prod(shape)), dtype="f8").reshape(shape)
+    data[3, 4] = np.nan
+    data[25, 1] = np.inf
+    data[29, 19] = -np.inf
+    return data
+
+
+def _build(path, options):
+    kwargs = {"dtype": "f8", **options}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = zarr.create_array(path, shape=(30, 20), chunks=(8, 6), fill_value=0.0, **kwargs)
+    arr[:] = _values()
+    return arr
+
+
+def _scan(path, client, *, direct):
+    with dask.config.set({"zarr-dask-utils.integrity.direct-decode": direct}):
+        return check_data_integrity(path, deep=True, nan_check=True, client=client, progress=False)
+
+
+def _decode_codes(report):
+    return sorted((f.code, f.location) for f in report.findings if f.code.startswith("chunk-"))
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_direct_path_reports_what_zarr_reports(chain, tmp_path, client):
+    path = str(tmp_path / "a.zarr")
+    arr = _build(path, CHAINS[chain])
+    assert direct_chain(zarr.open_array(path, mode="r")) is not None  # the path under test
+    clean = _scan(path, client, direct=True)
+    assert clean.ok, str(clean)
+    assert clean.chunks_decoded == arr.nchunks
+    assert clean.arrays == _scan(path, client, direct=False).arrays
+    stats = clean.arrays[0]
+    finite = _values()[np.isfinite(_values())]
+    assert (stats["nan"], stats["inf"]) == (1, 2)
+    assert (stats["min"], stats["max"]) == (finite.min(), finite.max())
+
+    keys = damage.chunk_keys(path, "")
+    damage.truncate_chunk(path, keys[0])
+    damage.zero_byte_chunk(path, keys[1])
+    damage.truncate_chunk(path, keys[2], keep=5)
+    damage.flip_byte(path, keys[3])
+    damage.flip_byte(path, keys[4], offset=0)
+    direct = _scan(path, client, direct=True)
+    piped = _scan(path, client, direct=False)
+    assert _decode_codes(direct) == _decode_codes(piped), (str(direct), str(piped))
+    assert direct.chunks_decoded == piped.chunks_decoded
+    assert {keys[0], keys[1], keys[2]} <= {loc for _, loc in _decode_codes(direct)}
+    if "crc32c" in chain:  # a flipped byte cannot pass a checksum
+        assert ("chunk-checksum-mismatch", keys[3]) in _decode_codes(direct)
+
+
+@pytest.mark.cluster
+def test_direct_path_wrong_size_chunk(tmp_path, client):
+    # a valid chunk of another array with a different chunk size decodes to the wrong size
+    small = str(tmp_path / "small.zarr")
+    big = str(tmp_path / "big.zarr")
+    for path, chunks in ((small, (4, 4)), (big, (8, 8))):
+        arr = zarr.create_array(path, shape=(8, 8), chunks=chunks, dtype="i4", compressors=BLOSC3)
+        arr[:] = np.arange(64, dtype="i4").reshape(8, 8)
+    (tmp_path / "big.zarr" / "c" / "0" / "0").write_bytes(
+        (tmp_path / "small.zarr" / "c" / "0" / "0").read_bytes()
+    )
+    direct = _scan(big, client, direct=True)
+    piped = _scan(big, client, direct=False)
+    assert _decode_codes(direct) == _decode_codes(piped) == [("chunk-wrong-size", "c/0/0")]
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        pytest.param({"shards": (16, 16)}, "sharding", id="v3-sharded"),
+        pytest.param(
+            {"filters": [zarr.codecs.TransposeCodec(order=(1, 0))]}, "transpose", id="v3-transpose"
+        ),
+        pytest.param({"zarr_format": 2, "filters": [Zstd()]}, "filters", id="v2-filters"),
+        pytest.param({"dtype": str}, "vlen", id="v3-strings"),
+        pytest.param({"zarr_format": 2, "dtype": str}, "object", id="v2-strings"),
+    ],
+)
+def test_other_chains_use_zarrs_pipeline(options, why, tmp_path):
+    kwargs = {"dtype": "f4", **options}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = zarr.create_array(str(tmp_path / "a.zarr"), shape=(32, 32), chunks=(8, 8), **kwargs)
+    assert direct_chain(arr) is None, why
+
+
+def test_numcodecs_zarr3_codec_is_direct(tmp_path):
+    from zarr.codecs.numcodecs import LZ4
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        arr = zarr.create_array(
+            str(tmp_path / "a.zarr"), shape=(16,), chunks=(8,), dtype="u2", compressors=LZ4()
+        )
+    arr[:] = np.arange(16, dtype="u2")
+    chain = direct_chain(arr)
+    assert chain is not None
+    assert chain.steps[0][0] == "codec"
+    decoder = DirectDecoder(chain)
+    raw = (tmp_path / "a.zarr" / "c" / "1").read_bytes()
+    assert decoder.values(decoder.decode(memoryview(raw))).tolist() == list(range(8, 16))
+
+
+def test_decoder_failures_name_the_reason(tmp_path):
+    arr = zarr.create_array(
+        str(tmp_path / "a.zarr"),
+        shape=(64,),
+        chunks=(64,),
+        dtype="f4",
+        compressors=[BLOSC3, Crc32cCodec()],
+    )
+    arr[:] = np.arange(64, dtype="f4")
+    chain = direct_chain(arr)
+    assert chain is not None
+    assert [s[0] for s in chain.steps] == ["crc32c", "blosc"]
+    decoder = DirectDecoder(chain)
+    raw = (tmp_path / "a.zarr" / "c" / "0").read_bytes()
+    assert decoder.values(decoder.decode(memoryview(raw))).tolist() == list(range(64))
+
+    assert failure_of(decoder, raw[:3]).code == "chunk-checksum-mismatch"  # cannot hold one
+    flipped = bytearray(raw)
+    flipped[20] ^= 0xFF
+    assert failure_of(decoder, bytes(flipped)).code == "chunk-checksum-mismatch"
+    no_crc = DirectDecoder(type(chain)(chain.steps[1:], chain.dtype, chain.chunk_shape))
+    body = raw[:-4]
+    assert "shorter than a blosc header" in str(failure_of(no_crc, body[:10]))
+    assert "announces" in str(failure_of(no_crc, body + b"\0\0"))
+    garbage = bytearray(body)
+    garbage[16:] = bytes(len(garbage) - 16)
+    assert failure_of(no_crc, bytes(garbage)).code == "chunk-decode-error"
+
+
+def failure_of(decoder: DirectDecoder, data: bytes) -> DecodeFailure:
+    with pytest.raises(DecodeFailure) as info:
+        decoder.decode(memoryview(data))
+    return info.value
