@@ -448,3 +448,15 @@ def test_reports_render():
     assert "document" not in reports[3].to_dict()
     assert "0 changed" in text[4]
     assert all("<div>" in r._repr_html_() for r in reports)
+
+
+def test_same_bytes():
+    from zarr_dask_utils.integrity.compare import same_bytes
+
+    a, b = memoryview(b"abc"), memoryview(bytearray(b"abc"))
+    assert same_bytes(a, b)
+    assert same_bytes(None, None)  # missing on both sides: both read as fill value
+    assert not same_bytes(a, None)
+    assert not same_bytes(None, b)
+    assert not same_bytes(a, memoryview(b"abcd"))
+    assert not same_bytes(a, memoryview(b"abd"))

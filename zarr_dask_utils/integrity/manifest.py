@@ -36,11 +36,13 @@ from distributed import Client
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
 from zarr_dask_utils._core.graph import run_graph, task_name
+from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.listing import list_sizes_task
 from zarr_dask_utils._core.locations import Location, StoreLike, redact, resolve_location
+from zarr_dask_utils._core.objectstream import stream_objects
 from zarr_dask_utils._core.probe import probe_location
 from zarr_dask_utils._core.reports import Finding, sort_findings
-from zarr_dask_utils._core.storeio import join_key, read_keys, storage_errors
+from zarr_dask_utils._core.storeio import join_key, storage_errors
 from zarr_dask_utils.integrity.plan import cap, partition_keys
 from zarr_dask_utils.integrity.reports import ManifestReport, ManifestVerificationReport
 
@@ -48,26 +50,31 @@ __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "create_manifest", "hash_task"
 
 MANIFEST_FORMAT = "zarr-dask-utils-manifest"
 MANIFEST_VERSION = 1
-_READ_BYTES = 64 * 2**20  # stored bytes held in memory at once inside a hash task
+_READ_BYTES = 64 * 2**20  # stored bytes read ahead of the hashing inside a hash task
+_HEAP_THRESHOLD = 16 * 2**20
 
 
 def hash_task(
     location: Location, sizes: Mapping[str, int], algorithm: str, concurrency: int
 ) -> dict[str, dict[str, Any] | None]:
-    """Worker task: ``{key: {"size", "hash"}}`` of the given objects (``None``: vanished)."""
+    """Worker task: ``{key: {"size", "hash"}}`` of the given objects (``None``: vanished).
+
+    Objects are streamed into reused buffers (:func:`stream_objects`), at most about
+    ``_READ_BYTES`` stored bytes and *concurrency* requests ahead of the hashing.
+    """
     out: dict[str, dict[str, Any] | None] = {}
-    with storage_errors(location.display):
+    keys = list(sizes)
+    mean = max(1, sum(sizes.values()) // max(1, len(keys)))
+    depth = max(2, min(concurrency, _READ_BYTES // mean))
+    with storage_errors(location.display), heap_allocations(_HEAP_THRESHOLD):
         store = location.open_store()
-        for part in partition_keys(sizes, _READ_BYTES, max_keys=1000):
-            raw = read_keys(
-                store, [join_key(location.path, k) for k in part], concurrency=concurrency
+        full = [join_key(location.path, k) for k in keys]
+        for key, value in zip(keys, stream_objects(store, full, depth=depth), strict=True):
+            out[key] = (
+                None
+                if value is None
+                else {"size": len(value), "hash": hashlib.new(algorithm, value).hexdigest()}
             )
-            for key, value in zip(part, raw.values(), strict=True):
-                out[key] = (
-                    None
-                    if value is None
-                    else {"size": len(value), "hash": hashlib.new(algorithm, value).hexdigest()}
-                )
     return out
 
 
