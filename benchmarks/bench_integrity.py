@@ -9,6 +9,9 @@ Builds a local zarr 3 store of float32 data compressed with blosc-zstd (``--size
   process per core (1 thread each), the whole call (listing, metadata, inventory, decode);
   again with ``nan_check=True``, and with the direct decode path switched off
   (``integrity.direct-decode: false``: every chunk through zarr's codec pipeline);
+* **the limit's code in the workers**: the same numcodecs loop submitted to the same Dask
+  workers (one share per worker): what a plain decode costs inside distributed's worker
+  processes (their ``MALLOC_TRIM_THRESHOLD_`` makes every large buffer a fresh ``mmap``);
 * **dask.array**: ``da.from_zarr(store).sum()`` on the same cluster;
 * **serial zarr**: one thread reading every chunk with ``array[region]``.
 
@@ -155,6 +158,22 @@ def main() -> None:
             )
             with dask.config.set({"zarr-dask-utils.integrity.direct-decode": False}):
                 rows.append(("ours, zarr's codec pipeline", *median_run(ours, args.repeat)))
+
+            def in_workers() -> tuple[float, int]:
+                files = sorted(str(p) for p in Path(path, "c").rglob("*") if p.is_file())
+                workers = list(client.scheduler_info(n_workers=-1)["workers"])
+                shares = [files[i :: len(workers)] for i in range(len(workers))]
+                start = time.perf_counter()
+                futures = [
+                    client.submit(_decode_files, share, workers=[w], pure=False)
+                    for share, w in zip(shares, workers, strict=True)
+                ]
+                total = sum(client.gather(futures))
+                return time.perf_counter() - start, total
+
+            rows.append(
+                ("the limit's code run in the Dask workers", *median_run(in_workers, args.repeat))
+            )
 
             def dask_sum() -> tuple[float, int]:
                 start = time.perf_counter()

@@ -279,11 +279,14 @@ def test_batch_bounds(total, batch, parallelism):
     assert bounds[-1] == total
     assert all(g >= 0 for g in gaps)
     assert max(gaps) <= batch + 1  # never above the target
-    halved = parallelism > 1 and len(bounds) >= 3 * parallelism
-    head = gaps[: -2 * parallelism] if halved else gaps
+    cut = parallelism > 1 and len(bounds) >= 4 * parallelism
+    head = gaps[: -3 * parallelism] if cut else gaps
     assert max(head) - min(head) <= 1  # equal shares...
-    if halved:  # ... and a last round of halves
-        assert max(gaps[-2 * parallelism :]) <= max(head) // 2 + 1
+    if cut and min(head) >= 8:  # ... and a last round of halves and quarters
+        tail = gaps[-3 * parallelism :]
+        assert sorted(tail)[-parallelism:] == sorted(tail[0::3])  # the halves
+        assert max(tail) <= max(head) // 2 + 1
+        assert max(tail[1::3] + tail[2::3]) <= max(head) // 4 + 1
     if parallelism > 1 and total // batch >= 1:
         rounded = -(-len(bounds) // parallelism) * parallelism
         assert len(bounds) == rounded or total // rounded < batch // 4
@@ -295,8 +298,8 @@ def test_plan_batches_gives_every_thread_equal_work():
     batches = plan_batches({"a": (476, 2**21)}, 2**27, parallelism=2)
     counts = [sum(s.stop - s.start for s in b) for b in batches]
     assert counts[:6] == [60, 59, 60, 59, 60, 59]
-    assert sorted(counts[6:]) == [29, 30, 30, 30]
-    assert len(plan_batches({"a": (476, 2**21)}, 2**27, parallelism=3)) == 12
+    assert counts[6:] == [30, 15, 15, 30, 15, 14]
+    assert len(plan_batches({"a": (476, 2**21)}, 2**27, parallelism=3)) == 15
     assert len(plan_batches({"a": (476, 2**21)}, 2**27, parallelism=1)) == 8
     # rounding up to the threads never cuts batches below a quarter of the target
     assert len(plan_batches({"a": (10, 2**20)}, 2**27, parallelism=4)) == 1

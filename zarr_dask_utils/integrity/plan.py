@@ -55,16 +55,17 @@ def batch_bounds(total: int, batch_bytes: int, parallelism: int = 1) -> list[int
 
     The number of batches is the smallest that keeps them under *batch_bytes*, rounded up to
     a multiple of *parallelism* (so every thread gets the same work) unless that would make
-    batches smaller than a quarter of *batch_bytes*.  With several threads the last round is
-    cut in halves: threads that finish early take the small pieces, so the run ends within
-    half a batch of its ideal time even when the scheduler hands one thread an extra batch.
+    batches smaller than a quarter of *batch_bytes*.  With several threads each batch of the
+    last round is cut into a half and two quarters: run largest first, threads that finish
+    early take the small pieces, so the run ends within a quarter batch of its ideal time even
+    when the scheduler has handed one thread an extra batch ahead of time.
 
     Examples
     --------
     >>> batch_bounds(800, 100, parallelism=1)
     [100, 200, 300, 400, 500, 600, 700, 800]
     >>> batch_bounds(800, 100, parallelism=2)
-    [100, 200, 300, 400, 500, 600, 650, 700, 750, 800]
+    [100, 200, 300, 400, 500, 600, 650, 675, 700, 750, 775, 800]
     """
     if total <= 0:
         return []
@@ -76,8 +77,8 @@ def batch_bounds(total: int, batch_bytes: int, parallelism: int = 1) -> list[int
     bounds = [(k + 1) * total // count for k in range(count)]
     if parallelism > 1 and count >= 2 * parallelism:
         head, tail = bounds[:-parallelism], bounds[-parallelism - 1 :]
-        halves = [a + (b - a) // 2 for a, b in itertools.pairwise(tail)]
-        bounds = head + sorted(halves + tail[1:])
+        cuts = [a + (b - a) * k // 4 for a, b in itertools.pairwise(tail) for k in (2, 3)]
+        bounds = head + sorted(cuts + tail[1:])
     return bounds
 
 

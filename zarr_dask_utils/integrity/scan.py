@@ -217,7 +217,8 @@ def array_work(
 ) -> list[Work]:
     """Batches of every array's objects for the deep scan, planned from the array documents.
 
-    *parallelism* (the cluster's threads) evens the batches out, see :func:`plan_batches`.
+    *parallelism* (the cluster's threads) evens the batches out, see :func:`plan_batches`;
+    batches come largest first, the order :func:`scan_graph` gives them as priorities.
     """
     sizes: dict[str, tuple[int, int]] = {}
     formats: dict[str, int] = {}
@@ -228,9 +229,12 @@ def array_work(
         itemsize = itemsize_of(name, doc) or 8
         sizes[path] = (grid.nchunks, math.prod(grid.chunks) * itemsize)
         formats[path] = 2 if name == ARRAY_V2 else 3
+    batches = plan_batches(sizes, batch_bytes, parallelism)
+    # largest first (the last round's smaller pieces run last: see batch_bounds)
+    batches.sort(key=lambda b: -sum((x.stop - x.start) * sizes[x.path][1] for x in b))
     return [
         tuple((s.path, formats[s.path], range(s.start, s.stop)) for s in batch)
-        for batch in plan_batches(sizes, batch_bytes, parallelism)
+        for batch in batches
     ]
 
 
