@@ -174,16 +174,18 @@ def read_inventory(
     client: Client | None,
     progress: bool | None,
     also: Sequence[Delayed] = (),
+    nparts: int = 4,
 ) -> tuple[dict[str, Any], dict[str, str], Inventory, str, DecodeResult]:
     """One listing with sizes, the documents, the inventory beside the listing.
 
     *also* (decode tasks planned without the listing) run in the same graph; their merged
-    result is returned last (an empty :class:`DecodeResult` without them).
+    result is returned last (an empty :class:`DecodeResult` without them).  *nparts* tasks
+    read the documents.
     """
     backup = str(get_option("metadata.backup-prefix"))
     # the listing chain first: short tasks that would otherwise wait behind decode batches
     with dask.annotate(priority=100):
-        _, raw, inv = build_inventory_graph(location, exclude_prefix=backup)
+        _, raw, inv = build_inventory_graph(location, exclude_prefix=backup, nparts=nparts)
     result = run_graph(
         [raw, inv, *also], location=location, op=op, client=client, progress=progress
     )
@@ -347,8 +349,11 @@ def _run_check(
     if planned is not None:  # decode while the listing runs, in the same graph
         work = array_work(planned, batch, threads)
         tree = scan_graph(location, work, op="check", stats=nan_check)
+    # a few known arrays: one task reads the documents (each task is a scheduling round trip)
+    per_task = int(get_option("io.documents-per-task"))
+    nparts = 4 if planned is None else max(1, min(4, -(-2 * len(planned) // per_task)))
     docs, broken, inv, engine, decoded = read_inventory(
-        location, op="check", client=client, progress=progress, also=tree
+        location, op="check", client=client, progress=progress, also=tree, nparts=nparts
     )
     if not deep:
         return docs, broken, inv, engine, DecodeResult(), 0.0
