@@ -463,3 +463,24 @@ def test_same_bytes():
     assert not same_bytes(None, b)
     assert not same_bytes(a, memoryview(b"abcd"))
     assert not same_bytes(a, memoryview(b"abd"))
+
+
+def test_unreadable_arrays_and_overflow_become_findings(tmp_path):
+    import zarr
+
+    from zarr_dask_utils._core.locations import resolve_location
+    from zarr_dask_utils.integrity.findings import decode_findings
+    from zarr_dask_utils.integrity.scan import scan_batch_task
+
+    zarr.create_group(str(tmp_path / "g.zarr")).create_array(
+        "a", shape=(4,), chunks=(2,), dtype="i1"
+    )
+    location = resolve_location(str(tmp_path / "g.zarr"))
+    # an array the plan names but the workers cannot open (removed since it was planned)
+    result = scan_batch_task(location, (("gone", 3, range(2)), ("a", 3, range(2))), False, 4, 1)
+    assert set(result.unreadable) == {"gone"}
+    assert result.missing == 2  # "a" has no chunks written: both read as fill value
+    result.bad_count = len(result.bad) + 5  # more bad chunks than a task lists
+    codes = [(f.code, f.location) for f in decode_findings(result)]
+    assert ("array-unreadable", "gone") in codes
+    assert ("chunk-decode-error", "") in codes  # "... and 5 more bad chunks not listed"
