@@ -235,8 +235,7 @@ def array_work(
     # largest first (the last round's smaller pieces run last: see batch_bounds)
     batches.sort(key=lambda b: -sum((x.stop - x.start) * sizes[x.path][1] for x in b))
     return [
-        tuple((s.path, formats[s.path], range(s.start, s.stop)) for s in batch)
-        for batch in batches
+        tuple((s.path, formats[s.path], range(s.start, s.stop)) for s in batch) for batch in batches
     ]
 
 
