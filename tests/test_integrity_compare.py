@@ -103,3 +103,23 @@ def test_metadata_differences(tmp_path, client):
     }
     assert "compared with" in str(report)
     assert "<table>" in report._repr_html_()
+
+
+def test_rechunked_copy_names_the_one_differing_chunk(tmp_path, client):
+    import dask
+
+    data = np.arange(37 * 23, dtype="i4").reshape(37, 23)  # uneven edges on both sides
+    a = zarr.create_array(str(tmp_path / "a.zarr"), shape=data.shape, chunks=(4, 3), dtype="i4")
+    a[:] = data
+    b = zarr.create_array(str(tmp_path / "b.zarr"), shape=data.shape, chunks=(10, 23), dtype="i4")
+    changed = data.copy()
+    changed[33, 22] = -1  # in A's edge chunk (8, 7)
+    b[:] = changed
+    # blocks of several of A's chunks (96 bytes = 2 chunks of 48) and Dask rechunking B
+    with dask.config.set({"zarr-dask-utils.integrity.batch-bytes": 4 * 96}):
+        report = _compare(str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"), client)
+    (summary,) = report.arrays
+    assert summary["mode"] == "values"
+    assert summary["chunks_compared"] == a.nchunks == 10 * 8
+    assert summary["differing_keys"] == ["c/8/7"]
+    assert (summary["elements_differing"], summary["max_abs_diff"]) == (1, 33 * 23 + 22 + 1)

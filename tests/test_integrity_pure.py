@@ -484,3 +484,22 @@ def test_unreadable_arrays_and_overflow_become_findings(tmp_path):
     codes = [(f.code, f.location) for f in decode_findings(result)]
     assert ("array-unreadable", "gone") in codes
     assert ("chunk-decode-error", "") in codes  # "... and 5 more bad chunks not listed"
+
+
+@given(
+    dims=st.lists(st.tuples(st.integers(1, 300), st.integers(1, 40)), min_size=1, max_size=3),
+    itemsize=st.sampled_from([1, 4, 8]),
+    limit=st.integers(1, 2**16),
+)
+@settings(max_examples=150, deadline=None)
+def test_aligned_block(dims, itemsize, limit):
+    from zarr_dask_utils.integrity.plan import aligned_block
+
+    shape = tuple(s for s, _ in dims)
+    chunks = tuple(c for _, c in dims)
+    block = aligned_block(shape, chunks, itemsize, limit)
+    for b, c, s in zip(block, chunks, shape, strict=True):
+        assert b == s or b % min(c, s) == 0  # whole chunks, or the whole extent
+        assert min(c, s) <= b <= max(s, min(c, s))
+    if block != tuple(min(c, s) for c, s in zip(chunks, shape, strict=True)):
+        assert math.prod(block) * itemsize <= limit  # grown only while it fits

@@ -1,18 +1,19 @@
 """Compare two hierarchies: metadata and attributes, then every chunk in parallel.
 
 Graph 1 reads both hierarchies' metadata documents on the cluster.  Graph 2 compares the
-chunk data of every array both sides hold with the same shape and dtype, in batches planned
-over the first store's storage grid: raw bytes when both sides store identical array
-documents (same codecs, chunking and key encoding), decoded values otherwise (NaN equals
-NaN, ``rtol``/``atol`` tolerance).  Raw bytes that differ are compared as values too, so a
-different but equivalent encoding of the same numbers is not reported.
+chunk data of every array both sides hold with the same shape and dtype.  When both sides
+store identical array documents (same codecs, chunking and key encoding) it compares raw
+bytes, in batches planned over the storage grid; raw bytes that differ are compared as values
+too, so an equivalent encoding of the same numbers is not reported.  Otherwise (a rechunked
+or converted copy) it compares decoded values, both sides read once as Dask arrays in blocks
+of the first side's storage chunks (:mod:`~zarr_dask_utils.integrity.valuediff`).  NaN equals
+NaN; ``rtol``/``atol`` set the tolerance.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from zarr_dask_utils._core.hierarchy import (
     nodes_from_documents,
     parse_document,
 )
-from zarr_dask_utils._core.inventory import MAX_LISTED, itemsize_of
+from zarr_dask_utils._core.inventory import itemsize_of
 from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
 from zarr_dask_utils._core.objectstream import stream_objects
 from zarr_dask_utils._core.probe import probe_location
@@ -41,61 +42,23 @@ from zarr_dask_utils.integrity.decode import grid_of, open_array
 from zarr_dask_utils.integrity.metadiff import metadata_differences
 from zarr_dask_utils.integrity.plan import plan_batches
 from zarr_dask_utils.integrity.reports import ComparisonReport
+from zarr_dask_utils.integrity.valuediff import (
+    ArrayDiff,
+    compare_values,
+    merge_diffs,
+    value_diff_tasks,
+)
 
-__all__ = ["ArrayDiff", "compare_batch_task", "compare_stores", "compare_values"]
+__all__ = [
+    "ArrayDiff",
+    "compare_batch_task",
+    "compare_stores",
+    "compare_values",
+    "same_bytes",
+]
 
 # (path, format a, format b, raw mode, grid indices)
 CompareWork = tuple[tuple[str, int, int, bool, Sequence[int]], ...]
-
-
-def compare_values(
-    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], *, rtol: float, atol: float
-) -> tuple[int, float]:
-    """Number of differing elements and the largest absolute difference (NaN equals NaN)."""
-    if x.shape != y.shape:
-        return max(x.size, y.size), math.inf
-    if x.dtype.kind in "biufc" and y.dtype.kind in "biufc":
-        if x.dtype.kind in "biu" and y.dtype.kind in "biu" and rtol == 0 and atol == 0:
-            differ = x != y
-        else:
-            xf, yf = (
-                x.astype(np.complex128 if "c" in x.dtype.kind + y.dtype.kind else np.float64),
-                y,
-            )
-            differ = ~np.isclose(xf, yf, rtol=rtol, atol=atol, equal_nan=True)
-        n = int(np.count_nonzero(differ))
-        if n == 0:
-            return 0, 0.0
-        with np.errstate(invalid="ignore", over="ignore"):
-            gap = np.abs(
-                x[differ].astype(
-                    np.complex128 if "c" in x.dtype.kind + y.dtype.kind else np.float64
-                )
-                - y[differ]
-            )
-        gap = np.where(np.isnan(gap), math.inf, gap)
-        return n, float(gap.max())
-    n = int(np.count_nonzero(x != y))
-    return n, 0.0 if n == 0 else math.nan
-
-
-@dataclass
-class ArrayDiff:
-    """Chunk comparison of one array (partial per task, merged in the reduction)."""
-
-    chunks_compared: int = 0
-    chunks_differing: int = 0
-    keys: list[str] = field(default_factory=list)
-    elements_differing: int = 0
-    max_abs_diff: float = 0.0
-
-    def merge(self, other: ArrayDiff) -> None:
-        """Fold another partial result in."""
-        self.chunks_compared += other.chunks_compared
-        self.chunks_differing += other.chunks_differing
-        self.keys = (self.keys + other.keys)[:MAX_LISTED]
-        self.elements_differing += other.elements_differing
-        self.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
 
 
 _READ_AHEAD = 64 * 2**20  # stored bytes each side reads ahead of the comparison
@@ -136,29 +99,14 @@ def compare_batch_task(
                     i for i, (va, vb) in enumerate(zip(*streams, strict=True)) if same_bytes(va, vb)
                 }
             for i, c in enumerate(coords):
-                diff.chunks_compared += 1
+                key = join_key(path, grid.key(c))
                 if i in same:
+                    diff.record(key, 0, 0.0)
                     continue
-                region = grid.region(c)
+                region = grid.region(c)  # same chunking on both sides: one chunk each
                 n, gap = compare_values(arr_a[region], arr_b[region], rtol=rtol, atol=atol)
-                if n:
-                    diff.chunks_differing += 1
-                    diff.elements_differing += n
-                    diff.max_abs_diff = (
-                        max(diff.max_abs_diff, gap) if not math.isnan(gap) else diff.max_abs_diff
-                    )
-                    if len(diff.keys) < MAX_LISTED:
-                        diff.keys.append(join_key(path, grid.key(c)))
+                diff.record(key, n, gap)
     return out
-
-
-def merge_diffs(*parts: Mapping[str, ArrayDiff]) -> dict[str, ArrayDiff]:
-    """Tree-reduction step."""
-    total: dict[str, ArrayDiff] = {}
-    for part in parts:
-        for path, diff in part.items():
-            total.setdefault(path, ArrayDiff()).merge(diff)
-    return total
 
 
 def _array_doc(docs: Mapping[str, Any], node: NodeInfo) -> tuple[str, Any]:
@@ -238,7 +186,8 @@ def compare_stores(
         raw_mode = name_a == name_b and _storage_doc(name_a, doc_a) == _storage_doc(name_b, doc_b)
         sizes[path] = (grid.nchunks, math.prod(grid.chunks) * (itemsize_of(name_a, doc_a) or 8))
         modes[path] = (nodes_a[path].zarr_format, nodes_b[path].zarr_format, raw_mode)
-    batches = plan_batches(sizes, parse_bytes(str(get_option("integrity.batch-bytes"))))
+    batch_bytes = parse_bytes(str(get_option("integrity.batch-bytes")))
+    raw_sizes = {p: v for p, v in sizes.items() if modes[p][2]}
     concurrency = int(get_option("io.concurrency"))
     tasks = [
         delayed(compare_batch_task, pure=False)(
@@ -250,8 +199,18 @@ def compare_stores(
             concurrency,
             dask_key_name=task_name("compare-chunks", loc_a, loc_b, i),
         )
-        for i, batch in enumerate(batches)
+        for i, batch in enumerate(plan_batches(raw_sizes, batch_bytes))
     ]
+    for path in sorted(set(sizes) - set(raw_sizes)):  # other chunking or codecs
+        tasks += value_diff_tasks(
+            loc_a,
+            loc_b,
+            path,
+            modes[path][:2],
+            rtol=rtol,
+            atol=atol,
+            block_bytes=batch_bytes // 4,  # a block of each side, rechunk and diff copies
+        )
     while len(tasks) > 1:
         tasks = [
             delayed(merge_diffs, pure=False)(

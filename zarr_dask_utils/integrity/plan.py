@@ -20,6 +20,7 @@ from zarr_dask_utils._core.reports import Finding, Severity
 __all__ = [
     "MISSING_NOTE",
     "Segment",
+    "aligned_block",
     "batch_bounds",
     "classify_decode_error",
     "inventory_findings",
@@ -80,6 +81,36 @@ def batch_bounds(total: int, batch_bytes: int, parallelism: int = 1) -> list[int
         cuts = [a + (b - a) * k // 4 for a, b in itertools.pairwise(tail) for k in (2, 3)]
         bounds = head + sorted(cuts + tail[1:])
     return bounds
+
+
+def aligned_block(
+    shape: Sequence[int], chunks: Sequence[int], itemsize: int, limit: int
+) -> tuple[int, ...]:
+    """A block shape made of whole *chunks*, at most about *limit* bytes (at least one chunk).
+
+    Grows the last dimensions first (contiguous in C order), doubling the chunks per block
+    while it fits, never beyond the array.
+
+    Examples
+    --------
+    >>> aligned_block((512, 256, 256), (512, 32, 32), 4, 32 * 2**20)
+    (512, 128, 128)
+    >>> aligned_block((100,), (10,), 8, 1)
+    (10,)
+    """
+    block = [min(c, s) if s else c for c, s in zip(chunks, shape, strict=True)]
+    grown = True
+    while grown:
+        grown = False
+        for d in reversed(range(len(block))):
+            bigger = min(block[d] * 2, max(shape[d], block[d]))
+            if bigger == block[d]:
+                continue
+            if math.prod(block[:d]) * bigger * math.prod(block[d + 1 :]) * itemsize > limit:
+                continue
+            block[d] = bigger
+            grown = True
+    return tuple(block)
 
 
 def plan_batches(

@@ -1,0 +1,180 @@
+"""Value comparison of two arrays: element counts, largest difference, per storage chunk.
+
+Arrays stored with the same chunking are compared chunk by chunk (``compare_batch_task`` in
+:mod:`~zarr_dask_utils.integrity.compare`).  A rechunked or converted copy is not: reading,
+for each chunk of one side, the region it covers on the other would read every chunk of the
+other side many times over (64 times for a time-major copy of a space-major array).  Instead
+:func:`value_diff_tasks` reads both sides once as Dask arrays, in blocks made of whole storage
+chunks of the first side, lets Dask rechunk the second side to those blocks, and compares
+block by block, per storage chunk of the first side (whose keys the report names).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from dask.delayed import Delayed, delayed
+
+from zarr_dask_utils._core.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.graph import task_name
+from zarr_dask_utils._core.inventory import MAX_LISTED
+from zarr_dask_utils._core.locations import Location
+from zarr_dask_utils._core.storeio import join_key, storage_errors
+from zarr_dask_utils.integrity.decode import grid_of, open_array
+from zarr_dask_utils.integrity.plan import aligned_block
+
+__all__ = [
+    "ArrayDiff",
+    "compare_values",
+    "diff_block",
+    "merge_diffs",
+    "value_diff_tasks",
+]
+
+
+def compare_values(
+    x: np.ndarray[Any, Any], y: np.ndarray[Any, Any], *, rtol: float, atol: float
+) -> tuple[int, float]:
+    """Number of differing elements and the largest absolute difference (NaN equals NaN)."""
+    if x.shape != y.shape:
+        return max(x.size, y.size), math.inf
+    if x.dtype.kind in "biufc" and y.dtype.kind in "biufc":
+        floats = bool({"f", "c"} & {x.dtype.kind, y.dtype.kind})
+        if np.array_equal(x, y, equal_nan=floats):  # the common case, in one pass
+            return 0, 0.0
+        if rtol == 0 and atol == 0:  # exact: no float64 copies
+            differ = x != y
+            if floats:
+                differ &= ~(np.isnan(x) & np.isnan(y))  # NaN equals NaN
+        else:
+            xf, yf = (
+                x.astype(np.complex128 if "c" in x.dtype.kind + y.dtype.kind else np.float64),
+                y,
+            )
+            differ = ~np.isclose(xf, yf, rtol=rtol, atol=atol, equal_nan=True)
+        n = int(np.count_nonzero(differ))
+        if n == 0:
+            return 0, 0.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            gap = np.abs(
+                x[differ].astype(
+                    np.complex128 if "c" in x.dtype.kind + y.dtype.kind else np.float64
+                )
+                - y[differ]
+            )
+        gap = np.where(np.isnan(gap), math.inf, gap)
+        return n, float(gap.max())
+    n = int(np.count_nonzero(x != y))
+    return n, 0.0 if n == 0 else math.nan
+
+
+@dataclass
+class ArrayDiff:
+    """Chunk comparison of one array (partial per task, merged in the reduction)."""
+
+    chunks_compared: int = 0
+    chunks_differing: int = 0
+    keys: list[str] = field(default_factory=list)
+    elements_differing: int = 0
+    max_abs_diff: float = 0.0
+
+    def record(self, key: str, differing: int, gap: float) -> None:
+        """Fold in one compared chunk: *differing* elements, largest |a-b| *gap* (NaN: n/a)."""
+        self.chunks_compared += 1
+        if not differing:
+            return
+        self.chunks_differing += 1
+        self.elements_differing += differing
+        if not math.isnan(gap):
+            self.max_abs_diff = max(self.max_abs_diff, gap)
+        if len(self.keys) < MAX_LISTED:
+            self.keys.append(key)
+
+    def merge(self, other: ArrayDiff) -> None:
+        """Fold another partial result in."""
+        self.chunks_compared += other.chunks_compared
+        self.chunks_differing += other.chunks_differing
+        self.keys = (self.keys + other.keys)[:MAX_LISTED]
+        self.elements_differing += other.elements_differing
+        self.max_abs_diff = max(self.max_abs_diff, other.max_abs_diff)
+
+
+def merge_diffs(*parts: Mapping[str, ArrayDiff]) -> dict[str, ArrayDiff]:
+    """Tree-reduction step."""
+    total: dict[str, ArrayDiff] = {}
+    for part in parts:
+        for path, diff in part.items():
+            total.setdefault(path, ArrayDiff()).merge(diff)
+    return total
+
+
+def diff_block(
+    a: np.ndarray[Any, Any],
+    b: np.ndarray[Any, Any],
+    origin: Sequence[int],
+    grid: ArrayGrid,
+    path: str,
+    rtol: float,
+    atol: float,
+) -> dict[str, ArrayDiff]:
+    """Worker task: compare two blocks starting at *origin*, per storage chunk of *grid*."""
+    diff = ArrayDiff()
+    spans = [
+        range(o // c, -(-(o + n) // c))
+        for o, n, c in zip(origin, a.shape, grid.chunks, strict=True)
+    ]
+    for coords in itertools.product(*spans):
+        region = tuple(
+            slice(max(i * c, o) - o, min((i + 1) * c, o + n) - o)
+            for i, c, o, n in zip(coords, grid.chunks, origin, a.shape, strict=True)
+        )
+        differing, gap = compare_values(a[region], b[region], rtol=rtol, atol=atol)
+        diff.record(join_key(path, grid.key(coords)), differing, gap)
+    return {path: diff}
+
+
+def value_diff_tasks(
+    loc_a: Location,
+    loc_b: Location,
+    path: str,
+    formats: tuple[int, int],
+    *,
+    rtol: float,
+    atol: float,
+    block_bytes: int,
+) -> list[Delayed]:
+    """Tasks comparing the values of the array at *path* in both stores, block by block.
+
+    Each returns ``{path: ArrayDiff}``; blocks are whole storage chunks (shards) of the first
+    side and at most about *block_bytes*.  The second side is read in its own chunks and
+    rechunked by Dask, so every stored object is read once.
+    """
+    import dask.array as da
+
+    with storage_errors(f"{loc_a.display} / {loc_b.display}"):
+        arr_a = open_array(loc_a.open_store(), loc_a.path, path, formats[0])
+        arr_b = open_array(loc_b.open_store(), loc_b.path, path, formats[1])
+    grid = grid_of(arr_a, path)
+    block = aligned_block(arr_a.shape, grid.chunks, arr_a.dtype.itemsize, block_bytes)
+    side_a = da.from_zarr(arr_a, chunks=block)
+    side_b = da.from_zarr(
+        arr_b,
+        chunks=aligned_block(
+            arr_b.shape, grid_of(arr_b, path).chunks, arr_b.dtype.itemsize, block_bytes
+        ),
+    ).rechunk(side_a.chunks)
+    starts = [np.cumsum((0, *c[:-1])).tolist() for c in side_a.chunks]
+    blocks_a = side_a.to_delayed().ravel()
+    blocks_b = side_b.to_delayed().ravel()
+    origins = list(itertools.product(*starts))
+    return [
+        delayed(diff_block, pure=False)(
+            x, y, origin, grid, path, rtol, atol, dask_key_name=task_name("compare-values")
+        )
+        for x, y, origin in zip(blocks_a, blocks_b, origins, strict=True)
+    ]
