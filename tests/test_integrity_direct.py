@@ -181,3 +181,59 @@ def failure_of(decoder: DirectDecoder, data: bytes) -> DecodeFailure:
     with pytest.raises(DecodeFailure) as info:
         decoder.decode(memoryview(data))
     return info.value
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"compressors": BLOSC3}, id="direct"),
+        pytest.param({"zarr_format": 2, "compressors": Zstd(level=1), "order": "F"}, id="v2-F"),
+        pytest.param({"shards": (8, 12)}, id="sharded-zarr-path"),
+    ],
+)
+def test_block_reader_returns_what_zarr_returns(options, tmp_path):
+    from zarr_dask_utils._core.locations import resolve_location
+    from zarr_dask_utils.integrity.blockread import DirectBlockReader
+
+    path = str(tmp_path / "a.zarr")
+    kwargs = {"dtype": "f8", **options}
+    arr = zarr.create_array(path, shape=(30, 20), chunks=(4, 6), fill_value=-7.0, **kwargs)
+    arr[:] = _values()
+    arr[0:4, 0:6] = -7.0  # a chunk equal to the fill value: not stored in zarr 3
+    reader = DirectBlockReader(resolve_location(path), "", arr.metadata.zarr_format)
+    assert (reader.shape, reader.dtype, reader.ndim) == ((30, 20), np.dtype("f8"), 2)
+    for key in [
+        (slice(0, 30), slice(0, 20)),
+        (slice(0, 8), slice(6, 18)),  # whole chunks
+        (slice(3, 29), slice(5, 7)),  # parts of chunks, edge included
+        (slice(0, 0), slice(0, 20)),  # empty
+    ]:
+        np.testing.assert_array_equal(reader[key], arr[key])
+
+
+def test_block_reader_leaves_damaged_chunks_to_zarr(tmp_path):
+    from zarr_dask_utils._core.locations import resolve_location
+    from zarr_dask_utils.integrity.blockread import DirectBlockReader
+
+    path = str(tmp_path / "a.zarr")
+    arr = zarr.create_array(path, shape=(8,), chunks=(4,), dtype="f4", compressors=BLOSC3)
+    arr[:] = np.arange(8, dtype="f4")
+    damage.zero_byte_chunk(path, "c/1")
+    reader = DirectBlockReader(resolve_location(path), "", 3)
+    np.testing.assert_array_equal(reader[(slice(0, 4),)], np.arange(4, dtype="f4"))
+    with pytest.raises(RuntimeError, match="blosc decompression"):
+        reader[(slice(0, 8),)]  # zarr's own error for the damaged chunk
+
+
+def test_bitwise_equal():
+    from zarr_dask_utils.integrity.valuediff import bitwise_equal
+
+    x = np.arange(12, dtype="f4").reshape(3, 4)
+    assert bitwise_equal(x, x.copy())
+    assert bitwise_equal(x[:, :3].copy(), x[:, :3].copy())  # 36 bytes: not a multiple of 8
+    assert not bitwise_equal(x, x.astype("f8"))  # other dtype
+    assert not bitwise_equal(x, x.T.copy().T)  # not C-contiguous: proves nothing
+    y = x.copy()
+    y[1, 1] = -0.0 if x[1, 1] == 0 else x[1, 1] + 1
+    assert not bitwise_equal(x, y)
+    assert not bitwise_equal(np.array(["a"], dtype=object), np.array(["a"], dtype=object))
