@@ -142,34 +142,22 @@ def diff_block(
     atol: float,
 ) -> dict[str, ArrayDiff]:
     """Worker task: compare two blocks starting at *origin*, per storage chunk of *grid*."""
-    with configured_heap_allocations():  # comparison temporaries: heap, not fresh mmaps
-        return _diff_block(a, b, origin, grid, path, rtol, atol)
-
-
-def _diff_block(
-    a: np.ndarray[Any, Any],
-    b: np.ndarray[Any, Any],
-    origin: Sequence[int],
-    grid: ArrayGrid,
-    path: str,
-    rtol: float,
-    atol: float,
-) -> dict[str, ArrayDiff]:
     diff = ArrayDiff()
     same = bitwise_equal(a, b)  # one fast pass proves most blocks equal
     spans = [
         range(o // c, -(-(o + n) // c))
         for o, n, c in zip(origin, a.shape, grid.chunks, strict=True)
     ]
-    for coords in itertools.product(*spans):
-        region = tuple(
-            slice(max(i * c, o) - o, min((i + 1) * c, o + n) - o)
-            for i, c, o, n in zip(coords, grid.chunks, origin, a.shape, strict=True)
-        )
-        differing, gap = (
-            (0, 0.0) if same else compare_values(a[region], b[region], rtol=rtol, atol=atol)
-        )
-        diff.record(join_key(path, grid.key(coords)), differing, gap)
+    with configured_heap_allocations():  # comparison temporaries: heap, not fresh mmaps
+        for coords in itertools.product(*spans):
+            region = tuple(
+                slice(max(i * c, o) - o, min((i + 1) * c, o + n) - o)
+                for i, c, o, n in zip(coords, grid.chunks, origin, a.shape, strict=True)
+            )
+            differing, gap = (
+                (0, 0.0) if same else compare_values(a[region], b[region], rtol=rtol, atol=atol)
+            )
+            diff.record(join_key(path, grid.key(coords)), differing, gap)
     return {path: diff}
 
 
