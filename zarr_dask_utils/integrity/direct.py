@@ -6,13 +6,15 @@ wrapper objects.  A deep scan only needs to know that each chunk decodes to the 
 bytes (and, with a NaN check, its values), so for the chains nearly every store uses
 
 * zarr 3: ``bytes`` followed by any of ``blosc``, ``zstd``, ``gzip``, ``crc32c`` and
-  numcodecs' bytes-to-bytes codecs;
+  numcodecs' bytes-to-bytes codecs, also as the inner chunks of a ``sharding_indexed`` shard
+  (little-endian index, with or without its crc32c, at either end);
 * zarr 2: a fixed-size dtype, no filters, any numcodecs compressor (or none),
 
 :class:`DirectDecoder` checks and decodes the stored bytes in the calling thread, with blosc
-writing straight into a buffer reused for every chunk.  Every other chain (sharding, transpose,
-filters, variable-length types) returns ``None`` from :func:`direct_chain` and is decoded by
-zarr's own pipeline (:func:`zarr_dask_utils.integrity.decode.decode_objects`).
+writing straight into a buffer reused for every chunk (into the shard's buffer, in place, when
+an inner chunk is one run of it).  Every other chain (transpose, filters, variable-length
+types, nested sharding) returns ``None`` from :func:`direct_chain` and is decoded by zarr's own
+pipeline (:func:`zarr_dask_utils.integrity.decode.decode_objects`).
 """
 
 from __future__ import annotations
@@ -34,12 +36,20 @@ from zarr_dask_utils._core.storeio import join_key
 from zarr_dask_utils.integrity.decode import ArrayStats, DecodeResult
 from zarr_dask_utils.integrity.plan import classify_decode_error
 
-__all__ = ["DecodeFailure", "DirectChain", "DirectDecoder", "decode_direct", "direct_chain"]
+__all__ = [
+    "DecodeFailure",
+    "DirectChain",
+    "DirectDecoder",
+    "ShardLayout",
+    "decode_direct",
+    "direct_chain",
+]
 
 #: A decode step: ``("blosc", None)``, ``("crc32c", None)`` or ``("codec", numcodecs codec)``.
 Step = tuple[str, Numcodec | None]
 
 _BLOSC_HEADER = 16
+_EMPTY = 2**64 - 1  # offset and length of an inner chunk the shard does not store
 
 
 class DecodeFailure(Exception):
@@ -48,6 +58,31 @@ class DecodeFailure(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+@dataclass(frozen=True)
+class ShardLayout:
+    """How the inner chunks of a shard are found (zarr 3 sharding codec).
+
+    Attributes
+    ----------
+    inner
+        Decode chain of one inner chunk.
+    per_shard
+        Inner chunks per shard along each dimension.
+    index_at_end
+        The index (offset, length per inner chunk, little-endian uint64) ends the shard.
+    index_crc
+        The index carries a crc32c checksum.
+    fill
+        One fill-value element, as stored (for inner chunks the index marks empty).
+    """
+
+    inner: DirectChain
+    per_shard: tuple[int, ...]
+    index_at_end: bool
+    index_crc: bool
+    fill: bytes
 
 
 @dataclass(frozen=True)
@@ -61,15 +96,18 @@ class DirectChain:
     dtype
         Stored element type, byte order included.
     chunk_shape
-        Shape of one (unsharded) chunk.
+        Shape of one stored object (a chunk, or a shard).
     order
         Memory order of the decoded chunk (``"C"`` or ``"F"``).
+    shard
+        For sharded arrays, how to find the inner chunks (``steps`` is then empty).
     """
 
     steps: tuple[Step, ...]
     dtype: np.dtype[Any]
     chunk_shape: tuple[int, ...]
     order: str = "C"
+    shard: ShardLayout | None = None
 
     @property
     def nbytes(self) -> int:
@@ -107,12 +145,23 @@ def direct_chain(array: zarr.Array[Any]) -> DirectChain | None:
             return None
         steps = () if md.compressor is None else (_v2_step(md.compressor),)
         return DirectChain(steps, dtype, tuple(md.chunks), md.order)
-    from zarr.codecs import BytesCodec
+    from zarr.codecs import ShardingCodec
 
     codecs = list(md.codecs)
-    if not codecs or not isinstance(codecs[0], BytesCodec):
-        return None  # array-to-array codecs, sharding or a variable-length serializer
+    chunk_shape = tuple(md.chunk_grid.chunk_shape)
     dtype = np.dtype(md.data_type.to_native_dtype())
+    if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec):
+        return _sharded_chain(codecs[0], dtype, chunk_shape, md.fill_value)
+    return _v3_chain(codecs, dtype, chunk_shape)
+
+
+def _v3_chain(
+    codecs: Sequence[Any], dtype: np.dtype[Any], shape: tuple[int, ...]
+) -> DirectChain | None:
+    from zarr.codecs import BytesCodec
+
+    if not codecs or not isinstance(codecs[0], BytesCodec):
+        return None  # array-to-array codecs, nested sharding or a variable-length serializer
     if dtype.hasobject or dtype.itemsize == 0:
         return None
     if dtype.itemsize > 1 and codecs[0].endian is not None:
@@ -123,7 +172,38 @@ def direct_chain(array: zarr.Array[Any]) -> DirectChain | None:
         if step is None:
             return None
         steps.append(step)
-    return DirectChain(tuple(steps), dtype, tuple(md.chunk_grid.chunk_shape), "C")
+    return DirectChain(tuple(steps), dtype, shape, "C")
+
+
+def _sharded_chain(
+    codec: Any, dtype: np.dtype[Any], shard_shape: tuple[int, ...], fill_value: Any
+) -> DirectChain | None:
+    from zarr.codecs import BytesCodec, Crc32cCodec
+
+    inner_shape = tuple(codec.chunk_shape)
+    inner = _v3_chain(list(codec.codecs), dtype, inner_shape)
+    index = list(codec.index_codecs)
+    plain_index = (
+        index
+        and isinstance(index[0], BytesCodec)
+        and (index[0].endian is None or index[0].endian.value == "little")
+        and all(isinstance(c, Crc32cCodec) for c in index[1:])
+        and len(index) <= 2
+    )
+    if (
+        inner is None
+        or not plain_index
+        or any(s % i for s, i in zip(shard_shape, inner_shape, strict=True))
+    ):
+        return None
+    layout = ShardLayout(
+        inner=inner,
+        per_shard=tuple(s // i for s, i in zip(shard_shape, inner_shape, strict=True)),
+        index_at_end=codec.index_location.value == "end",
+        index_crc=len(index) == 2,
+        fill=np.asarray(fill_value, dtype=inner.dtype).tobytes(),
+    )
+    return DirectChain((), inner.dtype, shard_shape, "C", layout)
 
 
 class DirectDecoder:
@@ -138,22 +218,32 @@ class DirectDecoder:
     def __init__(self, chain: DirectChain) -> None:
         self.chain = chain
         self._out = np.empty(chain.nbytes, dtype=np.uint8)
+        self._inner = None if chain.shard is None else DirectDecoder(chain.shard.inner)
 
-    def decode(self, raw: memoryview) -> np.ndarray[Any, Any]:
+    def decode(
+        self, raw: memoryview, into: np.ndarray[Any, Any] | None = None
+    ) -> np.ndarray[Any, Any]:
         """Check and decode one stored chunk into a flat ``uint8`` array of :attr:`nbytes`.
+
+        Blosc decompresses straight into *into* (a flat ``uint8`` array of :attr:`nbytes`)
+        when given, else into the decoder's own buffer; the result may be either.
 
         Raises
         ------
         DecodeFailure
             With the finding code and the reason when the chunk is damaged.
         """
+        if self.chain.shard is not None:
+            return self._decode_shard(raw, self.chain.shard)
         data: Any = raw
         last = len(self.chain.steps) - 1
         for i, (kind, codec) in enumerate(self.chain.steps):
             if kind == "crc32c":
                 data = _check_crc32c(data)
             elif kind == "blosc":
-                data = self._blosc(data, into_out=i == last)
+                data = self._blosc(
+                    data, into=(into if into is not None else self._out) if i == last else None
+                )
             else:
                 assert codec is not None
                 try:
@@ -173,7 +263,49 @@ class DirectDecoder:
         """The decoded chunk as an array of its dtype and chunk shape."""
         return flat.view(self.chain.dtype).reshape(self.chain.chunk_shape, order=self.chain.order)
 
-    def _blosc(self, data: Any, *, into_out: bool) -> Any:
+    def _decode_shard(self, raw: memoryview, layout: ShardLayout) -> np.ndarray[Any, Any]:
+        """Check the index, decode every inner chunk into place, fill the empty ones."""
+        assert self._inner is not None
+        n = math.prod(layout.per_shard)
+        size = 16 * n + (4 if layout.index_crc else 0)
+        if len(raw) < size:
+            code = "chunk-checksum-mismatch" if layout.index_crc else "chunk-wrong-size"
+            raise DecodeFailure(
+                code, f"{len(raw)} bytes cannot hold the shard index of {size} bytes: truncated"
+            )
+        index_bytes = raw[len(raw) - size :] if layout.index_at_end else raw[:size]
+        if layout.index_crc:
+            index_bytes = _check_crc32c(index_bytes, what="shard index crc32c")
+        index = np.frombuffer(index_bytes, dtype="<u8").reshape(n, 2)
+        shard = self._out.view(self.chain.dtype).reshape(self.chain.chunk_shape)
+        inner_shape = layout.inner.chunk_shape
+        inner_bytes = layout.inner.nbytes
+        # C order: inner chunk k is bytes [k * inner_bytes, (k + 1) * inner_bytes) of the shard
+        # when it spans the shard in every dimension but the first
+        contiguous = inner_shape[1:] == self.chain.chunk_shape[1:]
+        for k, tile in enumerate(np.ndindex(*layout.per_shard)):
+            offset, length = (int(v) for v in index[k])
+            where = tuple(slice(t * i, (t + 1) * i) for t, i in zip(tile, inner_shape, strict=True))
+            if offset == _EMPTY and length == _EMPTY:
+                shard[where] = np.frombuffer(layout.fill, dtype=self.chain.dtype)[0]
+                continue
+            if offset + length > len(raw):
+                raise DecodeFailure(
+                    "chunk-wrong-size",
+                    f"inner chunk {tile} ends at byte {offset + length} of a {len(raw)}-byte "
+                    "shard: truncated",
+                )
+            if contiguous:  # the inner chunk is one run of the shard's bytes: decode in place
+                target = self._out[k * inner_bytes : (k + 1) * inner_bytes]
+                flat = self._inner.decode(raw[offset : offset + length], into=target)
+                if flat is not target:
+                    target[:] = flat
+            else:
+                flat = self._inner.decode(raw[offset : offset + length])
+                shard[where] = self._inner.values(flat)
+        return self._out
+
+    def _blosc(self, data: Any, *, into: np.ndarray[Any, Any] | None) -> Any:
         size = len(data)
         if size < _BLOSC_HEADER:
             raise DecodeFailure(
@@ -189,7 +321,7 @@ class DirectDecoder:
                 f"the blosc header announces {announced} compressed bytes, the object holds "
                 f"{size}: truncated or overwritten",
             )
-        out = self._out if into_out and nbytes == self.chain.nbytes else np.empty(nbytes, "u1")
+        out = into if into is not None and nbytes == into.nbytes else np.empty(nbytes, "u1")
         try:
             numcodecs_blosc.decompress(data, out)
         except Exception as err:
@@ -197,7 +329,7 @@ class DirectDecoder:
         return out
 
 
-def _check_crc32c(data: Any) -> Any:
+def _check_crc32c(data: Any, what: str = "crc32c checksum") -> Any:
     view = memoryview(data).cast("B") if not isinstance(data, memoryview) else data
     if len(view) < 4:
         raise DecodeFailure(
@@ -209,7 +341,7 @@ def _check_crc32c(data: Any) -> Any:
     if computed != stored:
         raise DecodeFailure(
             "chunk-checksum-mismatch",
-            f"crc32c checksum mismatch: stored {stored.hex()}, computed {computed.hex()}",
+            f"{what} mismatch: stored {stored.hex()}, computed {computed.hex()}",
         )
     return inner
 
