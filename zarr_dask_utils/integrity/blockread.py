@@ -5,7 +5,7 @@ for zstd here).  :class:`DirectBlockReader` is an array-like for ``dask.array.fr
 its ``__getitem__`` streams the stored chunks a block covers (:func:`stream_objects`) and
 decodes them with :class:`~zarr_dask_utils.integrity.direct.DirectDecoder`, placing each into
 the block.  Chunks that are not stored, arrays whose chain the direct decoder does not take
-(sharding, filters, ...) and damaged chunks are read by zarr itself, so the values are exactly
+(filters, transposes, ...) and damaged chunks are read by zarr itself, so the values are exactly
 what zarr returns (fill values, errors).
 """
 
