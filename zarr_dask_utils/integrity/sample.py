@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import math
+import os
 import secrets
 from collections.abc import Mapping
+from contextlib import ExitStack
 from typing import Any
 
 from dask.utils import parse_bytes
 from distributed import Client
 
+from zarr_dask_utils._core.cluster import cluster_threads, get_client
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
 from zarr_dask_utils._core.locations import StoreLike, resolve_location
@@ -18,7 +21,12 @@ from zarr_dask_utils._core.reports import sort_findings
 from zarr_dask_utils._core.storeio import storage_errors
 from zarr_dask_utils.integrity.decode import grid_of, open_array
 from zarr_dask_utils.integrity.findings import decode_findings
-from zarr_dask_utils.integrity.plan import miss_probability, sample_indices, smallest_detectable
+from zarr_dask_utils.integrity.plan import (
+    miss_probability,
+    plan_batches,
+    sample_indices,
+    smallest_detectable,
+)
 from zarr_dask_utils.integrity.reports import ChunkSampleReport
 from zarr_dask_utils.integrity.scan import run_scan
 
@@ -98,11 +106,19 @@ def verify_chunks(
     fmt = opened.metadata.zarr_format
     picked = sample_indices(grid.nchunks, sample_rate, seed)
     per = max(1, math.prod(grid.chunks) * opened.dtype.itemsize)
-    per_batch = max(1, parse_bytes(str(get_option("integrity.batch-bytes"))) // per)
-    work = [(("", fmt, picked[i : i + per_batch]),) for i in range(0, len(picked), per_batch)]
-    decoded, engine = run_scan(
-        location, work, op="verify-chunks", stats=False, client=client, progress=progress
-    )
+    batch = parse_bytes(str(get_option("integrity.batch-bytes")))
+    with ExitStack() as stack:
+        cl = stack.enter_context(get_client(client)) if location.shareable else None
+        threads = cluster_threads(cl) if cl is not None else os.cpu_count() or 1
+        # even batches over the sample (positions in `picked`), largest first
+        batches = sorted(
+            plan_batches({"": (len(picked), per)}, batch, threads),
+            key=lambda b: -sum(x.stop - x.start for x in b),
+        )
+        work = [tuple(("", fmt, picked[x.start : x.stop]) for x in b) for b in batches]
+        decoded, engine = run_scan(
+            location, work, op="verify-chunks", stats=False, client=cl, progress=progress
+        )
     probs, detectable, text = sample_statement(grid.nchunks, len(picked), decoded.bad_count)
     return ChunkSampleReport(
         location=location.display,
