@@ -123,3 +123,19 @@ def test_rechunked_copy_names_the_one_differing_chunk(tmp_path, client):
     assert summary["chunks_compared"] == a.nchunks == 10 * 8
     assert summary["differing_keys"] == ["c/8/7"]
     assert (summary["elements_differing"], summary["max_abs_diff"]) == (1, 33 * 23 + 22 + 1)
+
+
+@pytest.mark.parametrize("rechunked", [False, True], ids=["raw-bytes", "values"])
+def test_an_undecodable_chunk_stops_the_comparison_with_its_key(tmp_path, client, rechunked):
+    from zarr_dask_utils import ChunkUnreadableError
+    from zarr_dask_utils.testing import chunks as damage
+
+    data = np.arange(64, dtype="f4").reshape(8, 8)
+    a = zarr.create_array(str(tmp_path / "a.zarr"), shape=(8, 8), chunks=(4, 4), dtype="f4")
+    a[:] = data
+    b_chunks = (8, 2) if rechunked else (4, 4)
+    b = zarr.create_array(str(tmp_path / "b.zarr"), shape=(8, 8), chunks=b_chunks, dtype="f4")
+    b[:] = data
+    damage.zero_byte_chunk(str(tmp_path / "a.zarr"), "c/1/0")  # zstd cannot decode 0 bytes
+    with pytest.raises(ChunkUnreadableError, match=r"Chunk 'c/1/0' of .*a\.zarr"):
+        _compare(str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr"), client)

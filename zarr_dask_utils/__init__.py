@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from zarr_dask_utils._core.cluster import get_client
 from zarr_dask_utils._core.errors import (
+    ChunkUnreadableError,
     ClusterConnectionError,
     ConcurrentModificationError,
     EndpointUnreachableError,
@@ -104,6 +105,7 @@ __all__ = [
     "create_manifest",
     "verify_chunks",
     "verify_manifest",
+    "ChunkUnreadableError",
     "ClusterConnectionError",
     "ConsolidationReport",
     "RepairReport",

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 __all__ = [
+    "ChunkUnreadableError",
     "ClusterConnectionError",
     "ConcurrentModificationError",
     "EndpointUnreachableError",
@@ -92,6 +93,12 @@ class ConcurrentModificationError(ZarrDaskUtilsError, RuntimeError):
     """A storage key changed between the read and the write of a read-modify-write."""
 
     kind = "concurrent-modification"
+
+
+class ChunkUnreadableError(ZarrDaskUtilsError, ValueError):
+    """A stored chunk cannot be decoded, so an operation that needs its values cannot go on."""
+
+    kind = "chunk-unreadable"
 
 
 class ZarrDaskUtilsWarning(UserWarning):

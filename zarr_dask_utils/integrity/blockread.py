@@ -4,9 +4,9 @@
 for zstd here).  :class:`DirectBlockReader` is an array-like for ``dask.array.from_array``:
 its ``__getitem__`` streams the stored chunks a block covers (:func:`stream_objects`) and
 decodes them with :class:`~zarr_dask_utils.integrity.direct.DirectDecoder`, placing each into
-the block.  Chunks that are not stored, arrays whose chain the direct decoder does not take
-(filters, transposes, ...) and damaged chunks are read by zarr itself, so the values are exactly
-what zarr returns (fill values, errors).
+the block.  Chunks that are not stored and arrays whose chain the direct decoder does not take
+(filters, transposes, ...) are read by zarr itself, so the values are exactly what zarr
+returns; a chunk that cannot be decoded raises :class:`ChunkUnreadableError` naming its key.
 """
 
 from __future__ import annotations
@@ -17,14 +17,37 @@ from typing import Any
 import numpy as np
 import zarr
 
+from zarr_dask_utils._core.errors import ChunkUnreadableError
 from zarr_dask_utils._core.heap import configured_heap_allocations
 from zarr_dask_utils._core.locations import Location
 from zarr_dask_utils._core.objectstream import stream_objects
-from zarr_dask_utils._core.storeio import join_key, storage_errors
+from zarr_dask_utils._core.storeio import join_key, storage_errors, translate_storage_error
 from zarr_dask_utils.integrity.decode import grid_of, open_array
 from zarr_dask_utils.integrity.direct import DecodeFailure, DirectDecoder, direct_chain
 
-__all__ = ["DirectBlockReader"]
+__all__ = ["DirectBlockReader", "read_region"]
+
+
+def read_region(array: zarr.Array[Any], region: tuple[slice, ...], key: str, where: str) -> Any:
+    """``array[region]``, with a chunk zarr cannot decode reported as :class:`ChunkUnreadableError`.
+
+    Storage errors (missing bucket, credentials, network) keep their own translation.
+    """
+    try:
+        return array[region]
+    except Exception as err:
+        if translate_storage_error(err, where) is not None:
+            raise
+        raise unreadable(key, where, f"{type(err).__name__}: {err}") from err
+
+
+def unreadable(key: str, where: str, reason: str) -> ChunkUnreadableError:
+    """The error for a chunk whose values cannot be read."""
+    return ChunkUnreadableError(
+        f"Chunk {key!r} of {where} cannot be decoded ({reason[:300]}), so its values cannot be "
+        f"compared. Run `zdu check --deep {where}` to list every damaged chunk, then restore "
+        "them from a good copy (or delete them to read the fill value) and compare again."
+    )
 
 
 class DirectBlockReader:
@@ -62,9 +85,10 @@ class DirectBlockReader:
         array = self._open()
         region = tuple(slice(*k.indices(n)[:2]) for k, n in zip(key, self.shape, strict=True))
         chain = direct_chain(array)
-        if chain is None:
-            return np.asarray(array[region])
         grid = grid_of(array, self.path)
+        if chain is None:
+            where = f"block {tuple((r.start, r.stop) for r in region)} of {self.path or '/'}"
+            return np.asarray(read_region(array, region, where, self.location.display))
         out = np.empty(tuple(r.stop - r.start for r in region), dtype=self.dtype)
         spans = [
             range(r.start // c, -(-r.stop // c)) for r, c in zip(region, grid.chunks, strict=True)
@@ -84,15 +108,15 @@ class DirectBlockReader:
                     slice(s.start - r.start, s.stop - r.start)
                     for s, r in zip(inside, region, strict=True)
                 )
-                values = None
-                if raw is not None:
-                    try:
-                        values = decoder.values(decoder.decode(raw))
-                    except DecodeFailure:
-                        values = None  # zarr reads it below and raises its own error
-                if values is None:
-                    out[target] = array[inside]  # fill value, or zarr's error
+                if raw is None:
+                    out[target] = array[inside]  # not stored: zarr's fill value
                     continue
+                try:
+                    values = decoder.values(decoder.decode(raw))
+                except DecodeFailure as failure:
+                    raise unreadable(
+                        join_key(self.path, grid.key(c)), self.location.display, str(failure)
+                    ) from None
                 out[target] = values[
                     tuple(
                         slice(s.start - i * n, s.stop - i * n)
