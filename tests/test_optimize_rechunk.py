@@ -367,3 +367,36 @@ def test_xarray_v3_to_v2_with_per_array_chunks(tmp_path, client):
     out = xr.open_zarr(target, chunks=None, consolidated=False).load()
     xr.testing.assert_identical(out, xr.open_zarr(src, chunks=None, consolidated=False).load())
     assert zarr.open_array(target, path="t2m").fill_value == -1.0
+
+
+@pytest.mark.parametrize(("src_format", "tgt_format"), [(2, 3), (3, 2), (3, 3)])
+def test_consolidated_source_gives_a_consolidated_target(tmp_path, client, src_format, tgt_format):
+    from zarr_dask_utils import validate_metadata
+
+    src, plain = str(tmp_path / "src.zarr"), str(tmp_path / "plain.zarr")
+    for path, consolidate in ((src, True), (plain, False)):
+        root = zarr.open_group(path, mode="w", zarr_format=src_format)
+        arr = root.create_array("x", shape=(12, 8), chunks=(1, 8), dtype="f4")
+        arr[:] = np.arange(96, dtype="f4").reshape(12, 8)
+        if consolidate:
+            zarr.consolidate_metadata(path)
+    target = str(tmp_path / "out.zarr")
+    report = rechunk_array(
+        src, (12, 4), target, max_mem="1MiB", zarr_format=tgt_format, client=client, progress=False
+    )
+    assert report.consolidated
+    assert "consolidated" in str(report)
+    check = validate_metadata(target, client=client, progress=False)
+    assert check.ok, str(check)
+    opened = zarr.open_group(target, mode="r", use_consolidated=True)
+    assert opened["x"].chunks == (12, 4)
+    np.testing.assert_array_equal(opened["x"][:], np.arange(96, dtype="f4").reshape(12, 8))
+    untouched = rechunk_array(
+        plain, (12, 4), str(tmp_path / "out2.zarr"), max_mem="1MiB", client=client, progress=False
+    )
+    assert not untouched.consolidated  # no consolidated metadata appears unasked
+    from zarr_dask_utils._core.locations import resolve_location
+    from zarr_dask_utils.optimize.rechunk import source_is_consolidated
+
+    assert source_is_consolidated(resolve_location(target))
+    assert not source_is_consolidated(resolve_location(str(tmp_path / "out2.zarr")))

@@ -14,6 +14,7 @@ import logging
 import math
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from typing import Any
 
 import dask.base
@@ -22,11 +23,14 @@ from dask.delayed import delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
+from zarr_dask_utils._core.cluster import get_client
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
 from zarr_dask_utils._core.graph import run_graph, task_name
 from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
 from zarr_dask_utils._core.storeio import (
+    join_key,
+    read_keys,
     storage_errors,
     write_keys,
 )
@@ -218,31 +222,45 @@ def rechunk_array(
         )
     if tmp_loc is not None and any(j.plan.two_stage for j in jobs):
         prepare_temp(tmp_loc, token)
-    if method == "rechunker":
-        tasks, skipped = _block_tasks(jobs, src_loc, tgt_loc, tmp_loc, done)
-        try:
+    with ExitStack() as stack:
+        if distributed and client is None:  # one embedded cluster for the copy and consolidation
+            client = stack.enter_context(get_client())
+        if method == "rechunker":
+            tasks, skipped = _block_tasks(jobs, src_loc, tgt_loc, tmp_loc, done)
+            try:
+                result = run_graph(
+                    [tasks], location=tgt_loc, op="rechunk", client=client, progress=progress
+                )
+            except BaseException:
+                if distributed:
+                    _cancel([t.key for t in tasks], client)
+                raise
+            blocks = sum(int(o["blocks"]) for o in result[0])
+            nbytes = sum(int(o["bytes"]) for o in result[0])
+        else:
+            sums, skipped = _dask_tasks(jobs, src_loc, tgt_loc, method), 0
             result = run_graph(
-                [tasks], location=tgt_loc, op="rechunk", client=client, progress=progress
+                sums, location=tgt_loc, op="rechunk", client=client, progress=progress
             )
-        except BaseException:
-            if distributed:
-                _cancel([t.key for t in tasks], client)
-            raise
-        blocks = sum(int(o["blocks"]) for o in result[0])
-        nbytes = sum(int(o["bytes"]) for o in result[0])
-    else:
-        sums, skipped = _dask_tasks(jobs, src_loc, tgt_loc, method), 0
-        result = run_graph(sums, location=tgt_loc, op="rechunk", client=client, progress=progress)
-        blocks = sum(
-            math.prod(-(-n // c) for n, c in zip(j.plan.shape, j.plan.write_chunks, strict=True))
-            for j in jobs
-        )
-        nbytes = sum(int(v) for v in result)
-    write_documents(tgt_loc, docs)
-    remove_prefix(tgt_loc, f"{MARKER_PREFIX}/done")
-    remove_prefix(tgt_loc, MARKER_PREFIX)  # the partial marker goes last
-    if tmp_loc is not None and any(j.plan.two_stage for j in jobs):
-        remove_prefix(tmp_loc, "")
+            blocks = sum(
+                math.prod(
+                    -(-n // c) for n, c in zip(j.plan.shape, j.plan.write_chunks, strict=True)
+                )
+                for j in jobs
+            )
+            nbytes = sum(int(v) for v in result)
+        write_documents(tgt_loc, docs)
+        remove_prefix(tgt_loc, f"{MARKER_PREFIX}/done")
+        remove_prefix(tgt_loc, MARKER_PREFIX)  # the partial marker goes last
+        if tmp_loc is not None and any(j.plan.two_stage for j in jobs):
+            remove_prefix(tmp_loc, "")
+        consolidated = bool(groups) and source_is_consolidated(src_loc)
+        if consolidated:  # the source was: so is the copy (written after its root document)
+            from zarr_dask_utils.metadata.consolidate import consolidate_metadata
+
+            consolidate_metadata(
+                target_store, storage_options=target_options, client=client, progress=progress
+            )
     overhead = int(get_option("optimize.memory-overhead-factor") * mem)
     return RechunkReport(
         location=src_loc.display,
@@ -272,7 +290,24 @@ def rechunk_array(
         restarted=restarted,
         resumed=resumed,
         zarr_format=fmt,
+        consolidated=consolidated,
     )
+
+
+def source_is_consolidated(location: Location) -> bool:
+    """Whether the group at *location* has consolidated metadata (inline, or `.zmetadata`)."""
+    names = ("zarr.json", ".zmetadata")
+    with storage_errors(location.display):
+        raw = read_keys(location.open_store(), [join_key(location.path, n) for n in names])
+    root, zmeta = (raw[join_key(location.path, n)] for n in names)
+    if zmeta is not None:
+        return True
+    if root is None:
+        return False
+    try:
+        return isinstance(json.loads(root).get("consolidated_metadata"), dict)
+    except (ValueError, AttributeError):
+        return False
 
 
 def _cancel(keys: Sequence[Any], client: Client | None) -> None:

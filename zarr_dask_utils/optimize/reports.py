@@ -31,6 +31,8 @@ class RechunkReport(Report):
         Copy tasks' blocks written in this run, and blocks a resumed run found already done.
     restarted, resumed
         Whether a partial target of an earlier run was discarded, or continued.
+    consolidated
+        Whether the target got consolidated metadata (it does when the source group had it).
     """
 
     target: str
@@ -46,6 +48,7 @@ class RechunkReport(Report):
     restarted: bool = False
     resumed: bool = False
     zarr_format: int = 3
+    consolidated: bool = False
     title = "Rechunk"
 
     def summary_lines(self) -> Sequence[str]:
@@ -60,6 +63,8 @@ class RechunkReport(Report):
             lines.append("resumed a partial target left by an interrupted run")
         if self.restarted:
             lines.append("discarded a partial target left by an earlier, different run")
+        if self.consolidated:
+            lines.append("target metadata consolidated (the source's was)")
         for a in self.arrays:
             shards = f" shards {tuple(a['target_shards'])}" if a.get("target_shards") else ""
             lines.append(
