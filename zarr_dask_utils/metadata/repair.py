@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import ExitStack
 from typing import Any
 
 from distributed import Client
 
-from zarr_dask_utils._core.locations import StoreLike
+from zarr_dask_utils._core.cluster import get_client
+from zarr_dask_utils._core.locations import StoreLike, resolve_location
+from zarr_dask_utils._core.probe import probe_location
 from zarr_dask_utils.metadata.apply import write_documents
 from zarr_dask_utils.metadata.inspect import inspect_metadata
 from zarr_dask_utils.metadata.plan import plan_repairs
@@ -67,30 +70,34 @@ def repair_metadata(
     >>> repair_metadata(g, progress=False).actions
     ()
     """
-    seen = inspect_metadata(
-        store,
-        op="repair",
-        storage_options=storage_options,
-        client=client,
-        progress=progress,
-        read_only=dry_run,
-    )
-    plan = plan_repairs(
-        seen.parsed,
-        seen.findings,
-        consolidate=consolidate,
-        existing_keys=[k for k, v in seen.raw.items() if v is not None],
-    )
-    applied: list[str] = []
-    backups: list[str] = []
-    remaining = plan.unrepairable
-    if plan.actions and not dry_run:
-        writes = [(a.key, a.content) for a in plan.actions]
-        applied, backups = write_documents(seen.location, writes, seen.raw)
-        after = inspect_metadata(
-            seen.location, op="repair-verify", client=client, progress=False, read_only=False
+    location = resolve_location(store, storage_options=storage_options, read_only=dry_run)
+    probe_location(location, allow_missing_root=True)  # bad input fails before a cluster starts
+    with ExitStack() as stack:
+        if client is None and location.shareable:  # one embedded cluster for both reads
+            client = stack.enter_context(get_client())
+        seen = inspect_metadata(
+            location,
+            op="repair",
+            client=client,
+            progress=progress,
+            read_only=dry_run,
         )
-        remaining = tuple(f for f in after.findings if f.severity != "info")
+        plan = plan_repairs(
+            seen.parsed,
+            seen.findings,
+            consolidate=consolidate,
+            existing_keys=[k for k, v in seen.raw.items() if v is not None],
+        )
+        applied: list[str] = []
+        backups: list[str] = []
+        remaining = plan.unrepairable
+        if plan.actions and not dry_run:
+            writes = [(a.key, a.content) for a in plan.actions]
+            applied, backups = write_documents(seen.location, writes, seen.raw)
+            after = inspect_metadata(
+                seen.location, op="repair-verify", client=client, progress=False, read_only=False
+            )
+            remaining = tuple(f for f in after.findings if f.severity != "info")
     return RepairReport(
         location=seen.location.display,
         engine=seen.engine,
