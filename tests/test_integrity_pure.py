@@ -469,6 +469,7 @@ def test_unreadable_arrays_and_overflow_become_findings(tmp_path):
     import zarr
 
     from zarr_dask_utils._core.locations import resolve_location
+    from zarr_dask_utils._core.objectstream import StreamSettings
     from zarr_dask_utils.integrity.findings import decode_findings
     from zarr_dask_utils.integrity.scan import scan_batch_task
 
@@ -477,7 +478,9 @@ def test_unreadable_arrays_and_overflow_become_findings(tmp_path):
     )
     location = resolve_location(str(tmp_path / "g.zarr"))
     # an array the plan names but the workers cannot open (removed since it was planned)
-    result = scan_batch_task(location, (("gone", 3, range(2)), ("a", 3, range(2))), False, 4, 1)
+    result = scan_batch_task(
+        location, (("gone", 3, range(2)), ("a", 3, range(2))), False, StreamSettings(concurrency=4)
+    )
     assert set(result.unreadable) == {"gone"}
     assert result.missing == 2  # "a" has no chunks written: both read as fill value
     result.bad_count = len(result.bad) + 5  # more bad chunks than a task lists

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dask.config
 from dask.utils import parse_timedelta
@@ -26,7 +27,10 @@ from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import ClusterConnectionError, InvalidOptionError
 from zarr_dask_utils._core.trace import attached
 
-__all__ = ["cluster_threads", "describe_client", "get_client"]
+if TYPE_CHECKING:
+    from zarr_dask_utils._core.locations import Location
+
+__all__ = ["client_for", "cluster_threads", "describe_client", "get_client"]
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +136,25 @@ def _embedded_cluster() -> Iterator[LocalCluster]:
         yield cluster
 
 
-def cluster_threads(client: Client) -> int:
-    """Worker threads of the cluster behind *client* (at least 1)."""
+@contextmanager
+def client_for(location: Location, client: Client | None = None) -> Iterator[Client | None]:
+    """The client every graph of one operation on *location* runs on.
+
+    :func:`get_client` once, so an operation of several graphs starts at most one embedded
+    cluster; ``None`` for a store worker processes cannot see (in memory), whose graphs
+    :func:`~zarr_dask_utils._core.graph.run_graph` runs on threads in this process.
+    """
+    if not location.shareable:
+        yield None
+        return
+    with get_client(client) as cl:
+        yield cl
+
+
+def cluster_threads(client: Client | None) -> int:
+    """Worker threads of the cluster behind *client* (at least 1); no client: local cores."""
+    if client is None:
+        return os.cpu_count() or 1
     workers = client.scheduler_info(n_workers=-1).get("workers", {})
     return max(1, sum(int(w.get("nthreads", 0)) for w in workers.values()))
 

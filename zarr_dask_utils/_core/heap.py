@@ -24,7 +24,7 @@ import sys
 import threading
 from collections.abc import Iterator
 
-__all__ = ["configured_heap_allocations", "heap_allocations", "mmap_threshold_adjustable"]
+__all__ = ["heap_allocations", "mmap_threshold_adjustable"]
 
 _M_MMAP_THRESHOLD = -3
 _GLIBC_DEFAULT = 128 * 1024
@@ -81,13 +81,3 @@ def heap_allocations(threshold: int | None) -> Iterator[bool]:
             _active -= 1
             if _active == 0:
                 mallopt(_M_MMAP_THRESHOLD, _GLIBC_DEFAULT)
-
-
-def configured_heap_allocations() -> contextlib.AbstractContextManager[bool]:
-    """:func:`heap_allocations` with ``zarr-dask-utils.integrity.heap-threshold``."""
-    from dask.utils import parse_bytes
-
-    from zarr_dask_utils._core.config import get_option
-
-    value = get_option("integrity.heap-threshold")
-    return heap_allocations(None if value is None else parse_bytes(str(value)))

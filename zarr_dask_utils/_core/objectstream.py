@@ -28,6 +28,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import _get_loop
 from zarr.storage import FsspecStore, LocalStore
 
-__all__ = ["READER_THREADS", "SLOW_READ", "stream_objects"]
+__all__ = ["READER_THREADS", "SLOW_READ", "StreamSettings", "stream_objects"]
 
 _View = memoryview | None
 
@@ -50,6 +51,44 @@ _TIMED_READS = 4
 _POOL: concurrent.futures.ThreadPoolExecutor | None = None
 _POOL_PID = 0
 _POOL_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """How a worker task streams objects, resolved from config on the client.
+
+    Attributes
+    ----------
+    concurrency
+        Requests in flight at most (``io.concurrency``).
+    read_ahead
+        Stored bytes read ahead of the consumer (``integrity.read-ahead``).
+    heap_threshold
+        Allocations below this come from the heap while the task runs
+        (``integrity.heap-threshold``, see :func:`~zarr_dask_utils._core.heap.heap_allocations`).
+    """
+
+    concurrency: int = 64
+    read_ahead: int = 64 * 2**20
+    heap_threshold: int | None = 16 * 2**20
+
+    @classmethod
+    def from_config(cls) -> StreamSettings:
+        """The settings of ``zarr-dask-utils.*`` dask config."""
+        from dask.utils import parse_bytes
+
+        from zarr_dask_utils._core.config import get_option
+
+        heap = get_option("integrity.heap-threshold")
+        return cls(
+            concurrency=int(get_option("io.concurrency")),
+            read_ahead=parse_bytes(str(get_option("integrity.read-ahead"))),
+            heap_threshold=None if heap is None else parse_bytes(str(heap)),
+        )
+
+    def depth(self, object_bytes: int) -> int:
+        """Objects to read ahead when each holds about *object_bytes* (at least 2)."""
+        return max(2, min(self.concurrency, self.read_ahead // max(1, object_bytes)))
 
 
 def _read_file(path: str, buf: bytearray) -> tuple[bytearray, int] | None:

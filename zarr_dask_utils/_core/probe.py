@@ -7,7 +7,8 @@ cluster is started.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from zarr.abc.store import Store
@@ -31,7 +32,9 @@ class Probe:
 
     ``zarr_format`` is the format of the root document, or of the documents one level down
     when the root has none (``root_missing``); ``mixed`` is ``True`` when the root holds
-    documents of both formats.
+    documents of both formats.  ``documents`` keeps the root documents the probe read
+    (``zarr.json``, ``.zgroup``, ``.zarray`` → raw bytes or ``None``), so callers need not
+    read them again.
     """
 
     zarr_format: int
@@ -39,6 +42,7 @@ class Probe:
     root_missing: bool
     mixed: bool
     children_with_documents: tuple[str, ...] = ()
+    documents: Mapping[str, bytes | None] = field(default_factory=dict, compare=False, repr=False)
 
 
 def _nearest_existing(path: Path) -> Path | None:
@@ -115,6 +119,7 @@ def probe_location(location: Location, *, allow_missing_root: bool = False) -> P
                 root_kind=kind,
                 root_missing=False,
                 mixed=is_v3 and (found[GROUP_V2] or found[ARRAY_V2]),
+                documents={n: docs[join_key(location.path, n)] for n in names},
             )
         entries = list_dir(store, location.path)
         bucket = None if entries else _missing_bucket(store)

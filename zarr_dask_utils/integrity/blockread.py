@@ -18,7 +18,7 @@ import numpy as np
 import zarr
 
 from zarr_dask_utils._core.errors import ChunkUnreadableError
-from zarr_dask_utils._core.heap import configured_heap_allocations
+from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.locations import Location
 from zarr_dask_utils._core.objectstream import stream_objects
 from zarr_dask_utils._core.storeio import join_key, storage_errors, translate_storage_error
@@ -61,31 +61,48 @@ class DirectBlockReader:
         Array path inside it.
     zarr_format
         Its format (2 or 3).
+    heap_threshold
+        See :func:`~zarr_dask_utils._core.heap.heap_allocations` (decode scratch buffers).
     """
 
-    def __init__(self, location: Location, path: str, zarr_format: int) -> None:
+    def __init__(
+        self,
+        location: Location,
+        path: str,
+        zarr_format: int,
+        heap_threshold: int | None = None,
+    ) -> None:
         self.location = location
         self.path = path
         self.zarr_format = zarr_format
-        array = self._open()
-        self.shape: tuple[int, ...] = tuple(array.shape)
-        self.dtype: np.dtype[Any] = np.dtype(array.dtype)
+        self.heap_threshold = heap_threshold
+        self._array: zarr.Array[Any] | None = None
+        self.shape: tuple[int, ...] = tuple(self.array.shape)
+        self.dtype: np.dtype[Any] = np.dtype(self.array.dtype)
         self.ndim = len(self.shape)
+        self.grid = grid_of(self.array, path)
 
-    def _open(self) -> zarr.Array[Any]:
-        with storage_errors(self.location.display):
-            store = self.location.open_store()
-            return open_array(store, self.location.path, self.path, self.zarr_format)
+    @property
+    def array(self) -> zarr.Array[Any]:
+        """The opened array (once per process: the reader is shipped without it)."""
+        if self._array is None:
+            with storage_errors(self.location.display):
+                store = self.location.open_store()
+                self._array = open_array(store, self.location.path, self.path, self.zarr_format)
+        return self._array
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_array": None}
 
     def __getitem__(self, key: tuple[slice, ...]) -> np.ndarray[Any, Any]:
-        with configured_heap_allocations():
+        with heap_allocations(self.heap_threshold):
             return self._read(key)
 
     def _read(self, key: tuple[slice, ...]) -> np.ndarray[Any, Any]:
-        array = self._open()
+        array = self.array
         region = tuple(slice(*k.indices(n)[:2]) for k, n in zip(key, self.shape, strict=True))
         chain = direct_chain(array)
-        grid = grid_of(array, self.path)
+        grid = self.grid
         if chain is None:
             where = f"block {tuple((r.start, r.stop) for r in region)} of {self.path or '/'}"
             return np.asarray(read_region(array, region, where, self.location.display))

@@ -34,7 +34,7 @@ from zarr_dask_utils._core.hierarchy import (
 )
 from zarr_dask_utils._core.inventory import itemsize_of
 from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
-from zarr_dask_utils._core.objectstream import stream_objects
+from zarr_dask_utils._core.objectstream import StreamSettings, stream_objects
 from zarr_dask_utils._core.probe import probe_location
 from zarr_dask_utils._core.reports import Finding, sort_findings
 from zarr_dask_utils._core.storeio import join_key, storage_errors
@@ -62,9 +62,6 @@ __all__ = [
 CompareWork = tuple[tuple[str, int, int, bool, Sequence[int]], ...]
 
 
-_READ_AHEAD = 64 * 2**20  # stored bytes each side reads ahead of the comparison
-
-
 def same_bytes(a: memoryview | None, b: memoryview | None) -> bool:
     """``True`` when two stored objects hold the same bytes (two missing ones are equal)."""
     if a is None or b is None:
@@ -75,7 +72,12 @@ def same_bytes(a: memoryview | None, b: memoryview | None) -> bool:
 
 
 def compare_batch_task(
-    loc_a: Location, loc_b: Location, work: CompareWork, rtol: float, atol: float, concurrency: int
+    loc_a: Location,
+    loc_b: Location,
+    work: CompareWork,
+    rtol: float,
+    atol: float,
+    settings: StreamSettings,
 ) -> dict[str, ArrayDiff]:
     """Worker task: compare the objects of *work* in both stores."""
     out: dict[str, ArrayDiff] = {}
@@ -90,8 +92,7 @@ def compare_batch_task(
             same: set[int] = set()
             if raw_mode:
                 keys = [grid.key(c) for c in coords]
-                per = max(1, math.prod(grid.chunks) * arr_a.dtype.itemsize)  # upper bound
-                depth = max(2, min(concurrency, _READ_AHEAD // per))
+                depth = settings.depth(math.prod(grid.chunks) * arr_a.dtype.itemsize)
                 streams = [
                     stream_objects(st, [join_key(arr.path, k) for k in keys], depth=depth)
                     for st, arr in ((store_a, arr_a), (store_b, arr_b))
@@ -191,7 +192,7 @@ def compare_stores(
         modes[path] = (nodes_a[path].zarr_format, nodes_b[path].zarr_format, raw_mode)
     batch_bytes = parse_bytes(str(get_option("integrity.batch-bytes")))
     raw_sizes = {p: v for p, v in sizes.items() if modes[p][2]}
-    concurrency = int(get_option("io.concurrency"))
+    settings = StreamSettings.from_config()
     tasks = [
         delayed(compare_batch_task, pure=False)(
             loc_a,
@@ -199,7 +200,7 @@ def compare_stores(
             tuple((s.path, *modes[s.path], range(s.start, s.stop)) for s in batch),
             rtol,
             atol,
-            concurrency,
+            settings,
             dask_key_name=task_name("compare-chunks", loc_a, loc_b, i),
         )
         for i, batch in enumerate(plan_batches(raw_sizes, batch_bytes))
@@ -213,6 +214,7 @@ def compare_stores(
             rtol=rtol,
             atol=atol,
             block_bytes=batch_bytes // 4,  # a block of each side, rechunk and diff copies
+            heap_threshold=settings.heap_threshold,
         )
     while len(tasks) > 1:
         tasks = [

@@ -237,13 +237,12 @@ class DirectDecoder:
             return self._decode_shard(raw, self.chain.shard)
         data: Any = raw
         last = len(self.chain.steps) - 1
+        target = self._out if into is None else into
         for i, (kind, codec) in enumerate(self.chain.steps):
             if kind == "crc32c":
                 data = _check_crc32c(data)
             elif kind == "blosc":
-                data = self._blosc(
-                    data, into=(into if into is not None else self._out) if i == last else None
-                )
+                data = self._blosc(data, into=target if i == last else None)
             else:
                 assert codec is not None
                 try:

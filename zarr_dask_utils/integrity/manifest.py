@@ -39,7 +39,7 @@ from zarr_dask_utils._core.graph import run_graph, task_name
 from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.listing import list_sizes_task
 from zarr_dask_utils._core.locations import Location, StoreLike, redact, resolve_location
-from zarr_dask_utils._core.objectstream import stream_objects
+from zarr_dask_utils._core.objectstream import StreamSettings, stream_objects
 from zarr_dask_utils._core.probe import probe_location
 from zarr_dask_utils._core.reports import Finding, sort_findings
 from zarr_dask_utils._core.storeio import join_key, storage_errors
@@ -50,26 +50,24 @@ __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "create_manifest", "hash_task"
 
 MANIFEST_FORMAT = "zarr-dask-utils-manifest"
 MANIFEST_VERSION = 1
-_READ_BYTES = 64 * 2**20  # stored bytes read ahead of the hashing inside a hash task
-_HEAP_THRESHOLD = 16 * 2**20
 
 
 def hash_task(
-    location: Location, sizes: Mapping[str, int], algorithm: str, concurrency: int
+    location: Location, sizes: Mapping[str, int], algorithm: str, settings: StreamSettings
 ) -> dict[str, dict[str, Any] | None]:
     """Worker task: ``{key: {"size", "hash"}}`` of the given objects (``None``: vanished).
 
-    Objects are streamed into reused buffers (:func:`stream_objects`), at most about
-    ``_READ_BYTES`` stored bytes and *concurrency* requests ahead of the hashing.
+    Objects are streamed into reused buffers (:func:`stream_objects`), about
+    ``settings.read_ahead`` stored bytes ahead of the hashing.
     """
     out: dict[str, dict[str, Any] | None] = {}
     keys = list(sizes)
-    mean = max(1, sum(sizes.values()) // max(1, len(keys)))
-    depth = max(2, min(concurrency, _READ_BYTES // mean))
-    with storage_errors(location.display), heap_allocations(_HEAP_THRESHOLD):
+    mean = sum(sizes.values()) // max(1, len(keys))
+    with storage_errors(location.display), heap_allocations(settings.heap_threshold):
         store = location.open_store()
         full = [join_key(location.path, k) for k in keys]
-        for key, value in zip(keys, stream_objects(store, full, depth=depth), strict=True):
+        stream = stream_objects(store, full, depth=settings.depth(mean))
+        for key, value in zip(keys, stream, strict=True):
             out[key] = (
                 None
                 if value is None
@@ -101,13 +99,13 @@ def _hash_graph(
     progress: bool | None,
 ) -> tuple[dict[str, dict[str, Any] | None], str]:
     batch = parse_bytes(str(get_option("integrity.hash-batch-bytes")))
-    concurrency = int(get_option("io.concurrency"))
+    settings = StreamSettings.from_config()
     tasks = [
         delayed(hash_task, pure=False)(
             location,
             {k: sizes[k] for k in keys},
             algorithm,
-            concurrency,
+            settings,
             dask_key_name=task_name(f"{op}-hash", location, i),
         )
         for i, keys in enumerate(partition_keys(sizes, batch))

@@ -24,6 +24,7 @@ __all__ = [
     "batch_bounds",
     "classify_decode_error",
     "inventory_findings",
+    "largest_first",
     "miss_probability",
     "partition_keys",
     "plan_batches",
@@ -154,6 +155,17 @@ def plan_batches(
             j = stop
         offset += n * per
     return [tuple(b) for b in batches if b]
+
+
+def largest_first(
+    batches: Sequence[tuple[Segment, ...]], arrays: Mapping[str, tuple[int, int]]
+) -> list[tuple[Segment, ...]]:
+    """*batches* by uncompressed bytes, largest first (ties keep their order).
+
+    The order to run them in: the small pieces :func:`batch_bounds` cuts for the last round
+    come last.  *arrays* is what :func:`plan_batches` was given.
+    """
+    return sorted(batches, key=lambda b: -sum((x.stop - x.start) * arrays[x.path][1] for x in b))
 
 
 def sample_indices(n_total: int, sample_rate: float, seed: int) -> list[int]:

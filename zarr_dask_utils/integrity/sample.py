@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 import secrets
 from collections.abc import Mapping
-from contextlib import ExitStack
 from typing import Any
 
 from dask.utils import parse_bytes
 from distributed import Client
 
-from zarr_dask_utils._core.cluster import cluster_threads, get_client
+from zarr_dask_utils._core.cluster import client_for, cluster_threads
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
 from zarr_dask_utils._core.locations import StoreLike, resolve_location
@@ -22,6 +20,7 @@ from zarr_dask_utils._core.storeio import storage_errors
 from zarr_dask_utils.integrity.decode import grid_of, open_array
 from zarr_dask_utils.integrity.findings import decode_findings
 from zarr_dask_utils.integrity.plan import (
+    largest_first,
     miss_probability,
     plan_batches,
     sample_indices,
@@ -107,14 +106,10 @@ def verify_chunks(
     picked = sample_indices(grid.nchunks, sample_rate, seed)
     per = max(1, math.prod(grid.chunks) * opened.dtype.itemsize)
     batch = parse_bytes(str(get_option("integrity.batch-bytes")))
-    with ExitStack() as stack:
-        cl = stack.enter_context(get_client(client)) if location.shareable else None
-        threads = cluster_threads(cl) if cl is not None else os.cpu_count() or 1
-        # even batches over the sample (positions in `picked`), largest first
-        batches = sorted(
-            plan_batches({"": (len(picked), per)}, batch, threads),
-            key=lambda b: -sum(x.stop - x.start for x in b),
-        )
+    with client_for(location, client) as cl:
+        threads = cluster_threads(cl)
+        sample = {"": (len(picked), per)}  # batches over positions in `picked`
+        batches = largest_first(plan_batches(sample, batch, threads), sample)
         work = [tuple(("", fmt, picked[x.start : x.stop]) for x in b) for b in batches]
         decoded, engine = run_scan(
             location, work, op="verify-chunks", stats=False, client=cl, progress=progress

@@ -1,20 +1,21 @@
 """Check the data of a hierarchy: chunk inventory from one listing, and a deep decode scan.
 
-Graph 1 (always): one listing with sizes on a worker, the metadata documents read from it,
-and the inventory built next to the listing; only the documents and the small inventory
-reach the client.  Graph 2 (``deep=True``): batches of about ``integrity.batch-bytes``
-uncompressed bytes, planned from the metadata, each decoding its objects with zarr's codec
-pipeline; results are reduced in a tree.
+The inventory (always): one listing with sizes on a worker, the metadata documents read
+from it, and the inventory built next to the listing; only the documents and the small
+inventory reach the client.  The decode scan (``deep=True``): batches of about
+``integrity.batch-bytes`` uncompressed bytes, each decoding its objects with numcodecs
+directly (:mod:`~zarr_dask_utils.integrity.direct`) or, for other codec chains, with zarr's
+pipeline; results are reduced in a tree.  When the client knows the arrays without a listing
+(a root array, consolidated metadata) both run in one graph, re-planned if the stored
+documents differ.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from typing import Any
 
 import dask
@@ -23,7 +24,7 @@ from dask.utils import parse_bytes
 from distributed import Client
 
 from zarr_dask_utils._core.chunkgrid import grid_from_document
-from zarr_dask_utils._core.cluster import cluster_threads, get_client
+from zarr_dask_utils._core.cluster import client_for, cluster_threads
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.graph import run_graph, task_name
 from zarr_dask_utils._core.heap import heap_allocations
@@ -37,7 +38,8 @@ from zarr_dask_utils._core.hierarchy import (
 from zarr_dask_utils._core.inventory import Inventory, array_documents, itemsize_of
 from zarr_dask_utils._core.inventory_graph import build_inventory_graph
 from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
-from zarr_dask_utils._core.probe import probe_location
+from zarr_dask_utils._core.objectstream import StreamSettings
+from zarr_dask_utils._core.probe import Probe, probe_location
 from zarr_dask_utils._core.reports import sort_findings
 from zarr_dask_utils._core.storeio import join_key, read_keys, storage_errors
 from zarr_dask_utils.integrity.decode import (
@@ -53,6 +55,7 @@ from zarr_dask_utils.integrity.plan import (
     MISSING_NOTE,
     MissingPolicy,
     inventory_findings,
+    largest_first,
     plan_batches,
 )
 from zarr_dask_utils.integrity.reports import IntegrityReport
@@ -71,23 +74,22 @@ def scan_batch_task(
     location: Location,
     work: Work,
     stats: bool,
-    concurrency: int,
-    nthreads: int | None,
-    read_ahead: int = 64 * 2**20,
-    heap_threshold: int | None = None,
+    settings: StreamSettings,
+    nthreads: int | None = 1,
     direct: bool = True,
 ) -> DecodeResult:
     """Worker task: decode every object of *work*; returns bad keys, counts and statistics.
 
     Arrays whose codec chain :func:`direct_chain` understands are decoded directly with
-    numcodecs (objects streamed in reused buffers, about *read_ahead* stored bytes ahead of
-    the decoder); the others by zarr's codec pipeline, *concurrency* objects at a time.
+    numcodecs (objects streamed in reused buffers, ``settings.read_ahead`` stored bytes ahead
+    of the decoder); the others by zarr's codec pipeline, ``settings.concurrency`` objects at
+    a time.  Blosc runs with *nthreads* threads (``None``: its own setting).
     """
     result = DecodeResult()
     with (
         storage_errors(location.display),
         blosc_threads(nthreads),
-        heap_allocations(heap_threshold),
+        heap_allocations(settings.heap_threshold),
     ):
         store = location.open_store()
         for path, fmt, indices in work:
@@ -99,7 +101,6 @@ def scan_batch_task(
                 continue
             chain = direct_chain(array) if direct else None
             if chain is not None:
-                depth = max(2, min(concurrency, read_ahead // max(1, chain.nbytes)))
                 decode_direct(
                     array,
                     chain,
@@ -108,7 +109,7 @@ def scan_batch_task(
                     result=result,
                     key_prefix=path,
                     stats=stats,
-                    depth=depth,
+                    depth=settings.depth(chain.nbytes),
                 )
                 continue
             decode_objects(
@@ -117,7 +118,7 @@ def scan_batch_task(
                 list(indices),
                 result=result,
                 key_prefix=path,
-                concurrency=concurrency,
+                concurrency=settings.concurrency,
                 stats=stats,
             )
     return result
@@ -231,27 +232,23 @@ def array_work(
         itemsize = itemsize_of(name, doc) or 8
         sizes[path] = (grid.nchunks, math.prod(grid.chunks) * itemsize)
         formats[path] = 2 if name == ARRAY_V2 else 3
-    batches = plan_batches(sizes, batch_bytes, parallelism)
-    # largest first (the last round's smaller pieces run last: see batch_bounds)
-    batches.sort(key=lambda b: -sum((x.stop - x.start) * sizes[x.path][1] for x in b))
+    batches = largest_first(plan_batches(sizes, batch_bytes, parallelism), sizes)
     return [
         tuple((s.path, formats[s.path], range(s.start, s.stop)) for s in batch) for batch in batches
     ]
 
 
-def known_arrays(location: Location) -> dict[str, tuple[str, Mapping[str, Any]]] | None:
+def known_arrays(
+    location: Location, probe: Probe
+) -> dict[str, tuple[str, Mapping[str, Any]]] | None:
     """The array documents the client learns without a listing, or ``None``.
 
     The root array's own document, or every array of the consolidated metadata (``zarr.json``
     of a format 3 group, ``.zmetadata`` of a format 2 group).  The deep scan plans from these
     while the listing runs, and re-plans if the documents actually stored differ (stale
-    consolidated metadata).
+    consolidated metadata).  The root documents come from *probe*; only ``.zmetadata`` is read.
     """
-    names = (ZARR_JSON, ARRAY_V2, CONSOLIDATED_V2)
-    with storage_errors(location.display):
-        raw = read_keys(location.open_store(), [join_key(location.path, n) for n in names])
-    docs = {n: parse_document(raw[join_key(location.path, n)])[0] for n in names}
-    root, v2_array, v2_consolidated = (docs[n] for n in names)
+    root = parse_document(probe.documents.get(ZARR_JSON))[0]
     if isinstance(root, Mapping):
         if root.get("node_type") == "array":
             return {"": (ZARR_JSON, root)}
@@ -260,8 +257,12 @@ def known_arrays(location: Location) -> dict[str, tuple[str, Mapping[str, Any]]]
             listed = {f"{p}/{ZARR_JSON}": d for p, d in consolidated["metadata"].items()}
             return array_documents(listed)
         return None
+    v2_array = parse_document(probe.documents.get(ARRAY_V2))[0]
     if isinstance(v2_array, Mapping):
         return {"": (ARRAY_V2, v2_array)}
+    key = join_key(location.path, CONSOLIDATED_V2)
+    with storage_errors(location.display):
+        v2_consolidated = parse_document(read_keys(location.open_store(), [key])[key])[0]
     if isinstance(v2_consolidated, Mapping) and isinstance(
         v2_consolidated.get("metadata"), Mapping
     ):
@@ -286,11 +287,8 @@ def scan_graph(location: Location, work: list[Work], *, op: str, stats: bool) ->
     (:func:`~zarr_dask_utils.integrity.plan.batch_bounds`) come last.  Compute the returned
     collections and fold their values together with :func:`merge_results`.
     """
-    concurrency = int(get_option("io.concurrency"))
+    settings = StreamSettings.from_config()
     nthreads = get_option("integrity.blosc-threads")
-    read_ahead = parse_bytes(str(get_option("integrity.read-ahead")))
-    heap = get_option("integrity.heap-threshold")
-    heap_threshold = None if heap is None else parse_bytes(str(heap))
     direct = bool(get_option("integrity.direct-decode"))
     tasks = []
     for i, w in enumerate(work):
@@ -300,10 +298,8 @@ def scan_graph(location: Location, work: list[Work], *, op: str, stats: bool) ->
                     location,
                     w,
                     stats,
-                    concurrency,
+                    settings,
                     nthreads,
-                    read_ahead,
-                    heap_threshold,
                     direct,
                     dask_key_name=task_name(f"{op}-decode", location, i),
                 )
@@ -333,6 +329,7 @@ def run_scan(
 
 def _run_check(
     location: Location,
+    probe: Probe,
     client: Client | None,
     *,
     deep: bool,
@@ -341,8 +338,8 @@ def _run_check(
 ) -> tuple[dict[str, Any], dict[str, str], Inventory, str, DecodeResult, float]:
     """The graphs of a check: inventory, and (deep) the decode scan, in one when possible."""
     batch = parse_bytes(str(get_option("integrity.batch-bytes")))
-    threads = cluster_threads(client) if client is not None else os.cpu_count() or 1
-    planned = known_arrays(location) if deep else None
+    threads = cluster_threads(client)
+    planned = known_arrays(location, probe) if deep else None
     start = time.perf_counter()
     tree: list[Delayed] = []
     if planned is not None:  # decode while the listing runs, in the same graph
@@ -394,9 +391,10 @@ def check_data_integrity(
     Shallow: zarr parses every array document, and a chunk inventory from one listing finds
     chunk keys outside the grid, malformed keys, zero-byte and impossibly small or large
     objects, ``<key>.<uuid>.partial`` leftovers of interrupted writes, stray objects, and
-    counts chunks that are not stored.  Deep: every stored object is decoded by zarr's own
-    codec pipeline on the cluster (many per task); each failure is reported with its key and
-    reason (``chunk-decode-error``, ``chunk-wrong-size``, ``chunk-checksum-mismatch``).
+    counts chunks that are not stored.  Deep: every stored object is decoded on the cluster
+    (many per task; numcodecs directly for plain codec chains, zarr's own pipeline for the
+    others, with the same findings); each failure is reported with its key and reason
+    (``chunk-decode-error``, ``chunk-wrong-size``, ``chunk-checksum-mismatch``).
 
     A chunk that is not stored reads as the fill value, so a *deleted* chunk cannot be told
     from one never written by decoding: missing chunks are ``info`` unless
@@ -440,11 +438,9 @@ def check_data_integrity(
         )
     location = resolve_location(store, storage_options=storage_options)
     probe = probe_location(location)
-    with ExitStack() as stack:
-        # one client for both graphs (an embedded cluster is started once)
-        cl = stack.enter_context(get_client(client)) if location.shareable else None
+    with client_for(location, client) as cl:  # both graphs on one client
         docs, broken, inv, engine, decoded, seconds = _run_check(
-            location, cl, deep=deep, nan_check=nan_check, progress=progress
+            location, probe, cl, deep=deep, nan_check=nan_check, progress=progress
         )
     findings = metadata_findings(docs, broken)
     findings += inventory_findings(inv, missing_chunks=missing_chunks)

@@ -23,12 +23,11 @@ from dask.delayed import Delayed, delayed
 
 from zarr_dask_utils._core.chunkgrid import ArrayGrid
 from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.heap import configured_heap_allocations
+from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.inventory import MAX_LISTED
 from zarr_dask_utils._core.locations import Location
-from zarr_dask_utils._core.storeio import join_key, storage_errors
+from zarr_dask_utils._core.storeio import join_key
 from zarr_dask_utils.integrity.blockread import DirectBlockReader
-from zarr_dask_utils.integrity.decode import grid_of, open_array
 from zarr_dask_utils.integrity.plan import aligned_block
 
 __all__ = [
@@ -140,6 +139,7 @@ def diff_block(
     path: str,
     rtol: float,
     atol: float,
+    heap_threshold: int | None = None,
 ) -> dict[str, ArrayDiff]:
     """Worker task: compare two blocks starting at *origin*, per storage chunk of *grid*."""
     diff = ArrayDiff()
@@ -148,7 +148,7 @@ def diff_block(
         range(o // c, -(-(o + n) // c))
         for o, n, c in zip(origin, a.shape, grid.chunks, strict=True)
     ]
-    with configured_heap_allocations():  # comparison temporaries: heap, not fresh mmaps
+    with heap_allocations(heap_threshold):  # comparison temporaries: heap, not fresh mmaps
         for coords in itertools.product(*spans):
             region = tuple(
                 slice(max(i * c, o) - o, min((i + 1) * c, o + n) - o)
@@ -170,6 +170,7 @@ def value_diff_tasks(
     rtol: float,
     atol: float,
     block_bytes: int,
+    heap_threshold: int | None = None,
 ) -> list[Delayed]:
     """Tasks comparing the values of the array at *path* in both stores, block by block.
 
@@ -179,34 +180,40 @@ def value_diff_tasks(
     """
     import dask.array as da
 
-    readers = [
-        DirectBlockReader(loc, path, fmt) for loc, fmt in zip((loc_a, loc_b), formats, strict=True)
-    ]
-    with storage_errors(f"{loc_a.display} / {loc_b.display}"):
-        arr_a = open_array(loc_a.open_store(), loc_a.path, path, formats[0])
-        arr_b = open_array(loc_b.open_store(), loc_b.path, path, formats[1])
-    grid = grid_of(arr_a, path)
-
-    def blocks(reader: DirectBlockReader, array: Any) -> Any:
-        chunks = grid_of(array, path).chunks
+    def blocks(reader: DirectBlockReader) -> Any:
         return da.from_array(
             reader,
-            chunks=aligned_block(reader.shape, chunks, reader.dtype.itemsize, block_bytes),
+            chunks=aligned_block(
+                reader.shape, reader.grid.chunks, reader.dtype.itemsize, block_bytes
+            ),
             name=task_name("read-blocks"),
             fancy=False,
             asarray=False,
             meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
         )
 
-    side_a = blocks(readers[0], arr_a)
-    side_b = blocks(readers[1], arr_b).rechunk(side_a.chunks)
+    reader_a, reader_b = (
+        DirectBlockReader(loc, path, fmt, heap_threshold)
+        for loc, fmt in zip((loc_a, loc_b), formats, strict=True)
+    )
+    grid = reader_a.grid
+    side_a = blocks(reader_a)
+    side_b = blocks(reader_b).rechunk(side_a.chunks)
     starts = [np.cumsum((0, *c[:-1])).tolist() for c in side_a.chunks]
     blocks_a = side_a.to_delayed().ravel()
     blocks_b = side_b.to_delayed().ravel()
     origins = list(itertools.product(*starts))
     return [
         delayed(diff_block, pure=False)(
-            x, y, origin, grid, path, rtol, atol, dask_key_name=task_name("compare-values")
+            x,
+            y,
+            origin,
+            grid,
+            path,
+            rtol,
+            atol,
+            heap_threshold,
+            dask_key_name=task_name("compare-values"),
         )
         for x, y, origin in zip(blocks_a, blocks_b, origins, strict=True)
     ]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from contextlib import ExitStack
 from typing import Any
 
 from distributed import Client
 
-from zarr_dask_utils._core.cluster import get_client
+from zarr_dask_utils._core.cluster import client_for
 from zarr_dask_utils._core.locations import StoreLike, resolve_location
 from zarr_dask_utils._core.probe import probe_location
 from zarr_dask_utils.metadata.apply import write_documents
@@ -72,9 +71,7 @@ def repair_metadata(
     """
     location = resolve_location(store, storage_options=storage_options, read_only=dry_run)
     probe_location(location, allow_missing_root=True)  # bad input fails before a cluster starts
-    with ExitStack() as stack:
-        if client is None and location.shareable:  # one embedded cluster for both reads
-            client = stack.enter_context(get_client())
+    with client_for(location, client) as client:  # one embedded cluster for both reads
         seen = inspect_metadata(
             location,
             op="repair",

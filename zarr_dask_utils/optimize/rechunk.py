@@ -23,7 +23,7 @@ from dask.delayed import delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
-from zarr_dask_utils._core.cluster import get_client
+from zarr_dask_utils._core.cluster import client_for
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
 from zarr_dask_utils._core.graph import run_graph, task_name
@@ -223,8 +223,8 @@ def rechunk_array(
     if tmp_loc is not None and any(j.plan.two_stage for j in jobs):
         prepare_temp(tmp_loc, token)
     with ExitStack() as stack:
-        if distributed and client is None:  # one embedded cluster for the copy and consolidation
-            client = stack.enter_context(get_client())
+        if distributed:  # one embedded cluster for the copy and the consolidation
+            client = stack.enter_context(client_for(tgt_loc, client))
         if method == "rechunker":
             tasks, skipped = _block_tasks(jobs, src_loc, tgt_loc, tmp_loc, done)
             try:
