@@ -6,7 +6,7 @@ ZDU    := $(VENV)/bin/zdu
 STAMP  := $(VENV)/.installed
 DEMO   := build/demo.zarr
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint mutate clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,20 @@ demo: $(STAMP)
 	@echo "\n== zdu doctor: sizes, chunking, compression (the demo's chunks are tiny: exit code 1) =="
 	-$(ZDU) doctor $(DEMO) --no-progress
 
-test: $(STAMP)
+test: $(STAMP) lint
 	$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 \
 		--cov=zarr_dask_utils --cov-report=term-missing --cov-fail-under=90
 
+# Mutation check (on demand, not in CI, ~20 min): hand-listed mutants applied to a temporary
+# copy of the repository, the listed tests run against each; prints the kill rate.
+mutate: $(STAMP)
+	$(PY) scripts/mutate.py
+
+# Guards: ruff lint + format, mypy (strict on _core, see pyproject). `make test` runs them first.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check zarr_dask_utils tests benchmarks
 	$(VENV)/bin/ruff format --check zarr_dask_utils tests benchmarks
+	$(VENV)/bin/mypy zarr_dask_utils
 
 clean:
 	rm -rf build .coverage .coverage.* htmlcov .pytest_cache

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import dask.array as da
 import numpy as np
@@ -168,6 +169,31 @@ def test_distributed_lock_basics(client: Client) -> None:
     lock.release()  # no-op when nothing is held
     with DistributedLock("zdu-test/b", client=client, timeout=5) as again:
         assert again.locked()
+
+
+def test_lock_timeout_on_a_later_name_releases_the_earlier_ones(client: Client) -> None:
+    prefix = f"zdu-test/{uuid4().hex}"
+    first, second = f"{prefix}/a", f"{prefix}/b"  # sorted: `first` is taken first
+    with DistributedLock(second, client=client):
+        both = DistributedLock([first, second], client=client, timeout="300ms")
+        with pytest.raises(LockTimeoutError, match=second):
+            both.acquire()  # takes `first`, then times out on `second`
+        assert not both.locked()
+        # `first` is free again: another writer gets it at once, not after the client exits
+        with DistributedLock(first, client=client, timeout="2s") as other:
+            assert other.locked()
+
+
+def test_lock_acquire_timeout_overrides_the_constructor_timeout(client: Client) -> None:
+    name = f"zdu-test/{uuid4().hex}"
+    with DistributedLock(name, client=client):
+        waiter = DistributedLock(name, client=client, timeout="20s")
+        with pytest.raises(LockTimeoutError, match=r"Timed out after 0\.3 s"):
+            waiter.acquire(timeout="300ms")
+        assert not waiter.locked()
+        patient = DistributedLock(name, client=client, timeout="200ms")
+        with pytest.raises(LockTimeoutError, match=r"Timed out after 0\.5 s"):
+            patient.acquire(timeout=0.5)
 
 
 def test_distributed_lock_without_cluster_is_a_clear_error() -> None:

@@ -195,7 +195,7 @@ def test_progress_bar(tmp_path, client, capsys, shareable):
     report = walk_hierarchy(target, client=client, progress=True)
     assert len(report.nodes) == 7
     if not shareable:
-        assert "Completed" in capsys.readouterr().out  # dask's ProgressBar on threads
+        assert "Completed" in capsys.readouterr().err  # dask's ProgressBar on threads, stderr
 
 
 def test_open_node_group_and_array(sample):

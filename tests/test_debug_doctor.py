@@ -16,6 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zarr_dask_utils import diagnose_zarr_store
+from zarr_dask_utils._core.chunk_choice import suggest_chunks
 from zarr_dask_utils._core.hierarchy import is_metadata_key
 from zarr_dask_utils._core.listing import list_sizes
 from zarr_dask_utils.cli.main import cli
@@ -24,7 +25,6 @@ from zarr_dask_utils.debug.diagnose_rules import (
     Limits,
     array_findings,
     human_bytes,
-    suggest_chunks,
 )
 from zarr_dask_utils.testing import corrupt
 

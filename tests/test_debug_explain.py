@@ -111,6 +111,12 @@ def _broken_json(c: Ctx) -> None:
     zarr.open_group(path, mode="r")
 
 
+def _nested_json(c: Ctx) -> None:
+    path = c.group_v3()
+    Path(path, "zarr.json").write_text("[" * 100_000)
+    zarr.open_group(path, mode="r")
+
+
 def _unknown_codec_v3(c: Ctx) -> None:
     path = c.group_v3()
     _edit_json(f"{path}/a/zarr.json", append_codec={"name": "lz77"})
@@ -216,6 +222,13 @@ def _s3_unreachable(c: Ctx) -> None:
     zarr.open_group("s3://bucket/x.zarr", mode="r", storage_options=options)
 
 
+def _local_permission_denied(c: Ctx) -> None:
+    from zarr_dask_utils.testing.permissions import unwritable
+
+    with unwritable(c.tmp):  # as root: immutable, so a real [Errno 1] even for root
+        zarr.open_group(c.p("new.zarr"), mode="w")
+
+
 def _s3_access_denied(c: Ctx) -> None:
     server = c.request.getfixturevalue("s3_auth_server")
     options = {**server.storage_options(secret="wrong-secret"), "skip_instance_cache": True}
@@ -254,6 +267,7 @@ CASES: list[tuple[str, Callable[[Ctx], None], str]] = [
     ("v2-asked-of-v3", _group_not_found_wrong_format, "group-not-found"),
     ("stale-consolidated", _stale_consolidated, "stale-consolidated"),
     ("broken-json", _broken_json, "metadata-json-invalid"),
+    ("nested-json", _nested_json, "metadata-json-too-deep"),
     ("unknown-codec-v3", _unknown_codec_v3, "unknown-codec"),
     ("unknown-codec-v2", _unknown_codec_v2, "unknown-codec"),
     ("zarr-format-4", _bad_zarr_format, "zarr-format-invalid"),
@@ -275,6 +289,7 @@ CASES: list[tuple[str, Callable[[Ctx], None], str]] = [
     ("protocol-missing", _protocol_not_installed, "protocol-not-installed"),
     ("protocol-unknown", _protocol_unknown, "protocol-unknown"),
     ("options-unused", _storage_options_unused, "storage-options-unused"),
+    ("local-denied", _local_permission_denied, "local-permission-denied"),
     pytest.param("s3-no-bucket", _s3_no_bucket, "s3-no-such-bucket", marks=pytest.mark.s3),
     pytest.param("s3-unreachable", _s3_unreachable, "endpoint-unreachable", marks=pytest.mark.s3),
     pytest.param("s3-denied", _s3_access_denied, "s3-access-denied", marks=pytest.mark.s3),

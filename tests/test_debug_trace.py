@@ -25,7 +25,7 @@ from zarr_dask_utils import (
     validate_metadata,
     walk_hierarchy,
 )
-from zarr_dask_utils.debug.trace import array_of
+from zarr_dask_utils._core.trace_report import array_of
 from zarr_dask_utils.testing.oplog import OpLogStore, read_oplog
 
 

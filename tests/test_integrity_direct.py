@@ -18,7 +18,7 @@ from numcodecs import Blosc, GZip, Zstd
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, GzipCodec, ZstdCodec
 
 from zarr_dask_utils import ChunkUnreadableError, check_data_integrity
-from zarr_dask_utils.integrity.direct import DecodeFailure, DirectDecoder, direct_chain
+from zarr_dask_utils._core.decoding.direct_decoder import DecodeFailure, DirectDecoder, direct_chain
 from zarr_dask_utils.testing import chunks as damage
 
 BLOSC3 = BloscCodec(cname="zstd", clevel=3, shuffle="shuffle")
@@ -120,6 +120,85 @@ def test_direct_path_wrong_size_chunk(tmp_path, client):
 
 
 @pytest.mark.parametrize(
+    "compressors",
+    [
+        pytest.param(BLOSC3, id="v3-blosc"),
+        pytest.param(ZstdCodec(level=1), id="v3-zstd"),
+        pytest.param(None, id="v3-uncompressed"),
+        pytest.param(Crc32cCodec(), id="v3-crc32c"),
+    ],
+)
+def test_decoder_rejects_a_chunk_that_decodes_too_large(compressors, tmp_path):
+    # a valid chunk of an array with bigger chunks (or a wider dtype): too many bytes, not fewer
+    arrays = {}
+    for name, chunks in (("small", (4, 4)), ("big", (8, 8))):
+        arr = zarr.create_array(
+            str(tmp_path / f"{name}.zarr"),
+            shape=(8, 8),
+            chunks=chunks,
+            dtype="i4",
+            compressors=compressors,
+        )
+        arr[:] = np.arange(64, dtype="i4").reshape(8, 8)
+        arrays[name] = arr
+    chain = direct_chain(arrays["small"])
+    assert chain is not None
+    big_chunk = (tmp_path / "big.zarr" / "c" / "0" / "0").read_bytes()
+    failure = failure_of(DirectDecoder(chain), big_chunk)
+    assert failure.code == "chunk-wrong-size"
+    assert "decoded to 256 bytes, expected 64" in str(failure)
+
+
+@pytest.mark.cluster
+def test_direct_path_oversized_chunk(tmp_path, client):
+    small = str(tmp_path / "small.zarr")
+    big = str(tmp_path / "big.zarr")
+    for path, chunks in ((small, (4, 4)), (big, (8, 8))):
+        arr = zarr.create_array(path, shape=(8, 8), chunks=chunks, dtype="i4", compressors=BLOSC3)
+        arr[:] = np.arange(64, dtype="i4").reshape(8, 8)
+    (tmp_path / "small.zarr" / "c" / "0" / "0").write_bytes(
+        (tmp_path / "big.zarr" / "c" / "0" / "0").read_bytes()
+    )
+    direct = _scan(small, client, direct=True)
+    piped = _scan(small, client, direct=False)
+    assert _decode_codes(direct) == _decode_codes(piped) == [("chunk-wrong-size", "c/0/0")]
+
+
+@pytest.mark.parametrize(
+    "cut",
+    [pytest.param(1, id="last-byte"), pytest.param(20, id="most-of-the-last-chunk")],
+)
+def test_shard_whose_last_inner_chunk_runs_past_the_end(cut, tmp_path):
+    # index first: the index survives truncation, the last inner chunk starts inside the
+    # shard but its end (offset + length) lies past it
+    arr = zarr.create_array(
+        str(tmp_path / "a.zarr"),
+        shape=(16,),
+        chunks=(4,),
+        shards={"shape": (16,), "index_location": "start"},
+        dtype="f8",
+        compressors=Crc32cCodec(),
+    )
+    arr[:] = np.arange(16, dtype="f8")
+    chain = direct_chain(arr)
+    assert chain is not None
+    assert chain.shard is not None
+    assert not chain.shard.index_at_end
+    raw = (tmp_path / "a.zarr" / "c" / "0").read_bytes()
+    decoder = DirectDecoder(chain)
+    np.testing.assert_array_equal(decoder.values(decoder.decode(memoryview(raw))), arr[:])
+    index = np.frombuffer(raw[: 16 * 4], dtype="<u8").reshape(4, 2)
+    offset, length = (int(v) for v in index[-1])
+    assert offset + length == len(raw)
+    assert offset < len(raw) - cut  # the chunk still starts inside what is left
+    failure = failure_of(decoder, raw[:-cut])
+    assert failure.code == "chunk-wrong-size"
+    assert f"inner chunk (3,) ends at byte {len(raw)} of a {len(raw) - cut}-byte shard" in str(
+        failure
+    )
+
+
+@pytest.mark.parametrize(
     ("options", "why"),
     [
         pytest.param(
@@ -204,8 +283,8 @@ def failure_of(decoder: DirectDecoder, data: bytes) -> DecodeFailure:
     ],
 )
 def test_block_reader_returns_what_zarr_returns(options, tmp_path):
+    from zarr_dask_utils._core.decoding.block_reader import DirectBlockReader
     from zarr_dask_utils._core.locations import resolve_location
-    from zarr_dask_utils.integrity.blockread import DirectBlockReader
 
     path = str(tmp_path / "a.zarr")
     kwargs = {"dtype": "f8", **options}
@@ -224,8 +303,8 @@ def test_block_reader_returns_what_zarr_returns(options, tmp_path):
 
 
 def test_block_reader_names_damaged_chunks(tmp_path):
+    from zarr_dask_utils._core.decoding.block_reader import DirectBlockReader
     from zarr_dask_utils._core.locations import resolve_location
-    from zarr_dask_utils.integrity.blockread import DirectBlockReader
 
     path = str(tmp_path / "a.zarr")
     arr = zarr.create_array(path, shape=(8,), chunks=(4,), dtype="f4", compressors=BLOSC3)

@@ -17,20 +17,17 @@ from zarr_dask_utils._core.chunkgrid import (
     grid_from_document,
     is_partial_key,
 )
+from zarr_dask_utils._core.decoding.classify import classify_decode_error
+from zarr_dask_utils._core.decoding.pipeline_decoder import ArrayStats, DecodeResult
 from zarr_dask_utils._core.hierarchy import NodeInfo
 from zarr_dask_utils._core.inventory import MAX_LISTED, build_inventory, itemsize_of, size_bounds
+from zarr_dask_utils._core.partition import Segment, batch_bounds, partition_keys, plan_batches
 from zarr_dask_utils.integrity.compare import compare_values
-from zarr_dask_utils.integrity.decode import ArrayStats, DecodeResult
 from zarr_dask_utils.integrity.metadiff import metadata_differences
 from zarr_dask_utils.integrity.plan import (
-    Segment,
-    batch_bounds,
     cap,
-    classify_decode_error,
     inventory_findings,
     miss_probability,
-    partition_keys,
-    plan_batches,
     sample_indices,
     smallest_detectable,
 )
@@ -194,6 +191,45 @@ def test_inventory_classifies_every_object():
     assert (summary["too_small"], summary["min_size"], summary["max_size"]) == (1, 39, 10**6)
 
 
+@pytest.mark.parametrize(
+    ("encoding", "key"),
+    [
+        ({"name": "default"}, "c/1/0"),
+        ("default", "c/1/0"),
+        (None, "c/1/0"),
+        ({"name": "v2"}, "1.0"),
+        ({"name": "default", "configuration": {"separator": "."}}, "c.1.0"),
+    ],
+    ids=["default-no-separator", "default-as-string", "no-encoding", "v2-no-separator", "dot"],
+)
+def test_v3_key_encoding_defaults(encoding, key):
+    # zarr 3: the default encoding separates with "/" unless told otherwise, the v2 one with "."
+    doc = {k: v for k, v in V3.items() if k != "chunk_key_encoding"}
+    if encoding is not None:
+        doc["chunk_key_encoding"] = encoding
+    grid = grid_from_document("x", "zarr.json", doc)
+    assert grid is not None
+    assert grid.key((1, 0)) == key
+    assert grid.parse(key) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("key", "inside"),
+    [("c/2/1", True), ("c/3/0", False), ("c/0/2", False), ("c/3/2", False)],
+    ids=["last-chunk", "one-past-rows", "one-past-columns", "one-past-both"],
+)
+def test_chunk_one_past_the_grid_is_outside(key, inside):
+    # shape (10, 10) in chunks (4, 5): a 3 x 2 grid; shrinking the shape by one chunk leaves
+    # exactly these keys behind
+    grid = grid_from_document("v3", "zarr.json", V3)
+    assert grid is not None
+    coords = grid.parse(key)
+    assert coords is not None
+    assert grid.in_grid(coords) == inside
+    inv = build_inventory({"v3/zarr.json": V3}, {"v3/zarr.json": 10, f"v3/{key}": 100})
+    assert inv.arrays["v3"].lists["out_of_grid"].keys == ([] if inside else [f"v3/{key}"])
+
+
 def test_inventory_findings_codes_and_missing_policy():
     inv = _inventory_case()
     findings = inventory_findings(inv)
@@ -343,6 +379,45 @@ def test_miss_probability_is_hypergeometric(n_total, n_sampled, n_bad):
     assert miss_probability(n_total, n_sampled, n_bad) == pytest.approx(float(exact), rel=1e-9)
 
 
+@pytest.mark.parametrize(
+    ("n_total", "n_sampled", "n_bad"),
+    [(10, 8, 2), (5, 4, 1), (3, 1, 2), (20, 10, 10)],
+    ids=["8-of-10-with-2-bad", "4-of-5-with-1-bad", "1-of-3-with-2-bad", "half-and-half"],
+)
+def test_miss_probability_when_the_sample_is_as_large_as_the_good_chunks(n_total, n_sampled, n_bad):
+    # the sample can still be exactly the good chunks: one chance in C(N, n), not zero
+    assert n_sampled == n_total - n_bad
+    expected = 1 / math.comb(n_total, n_sampled)
+    assert miss_probability(n_total, n_sampled, n_bad) == pytest.approx(expected, rel=1e-9)
+    assert miss_probability(n_total, n_sampled + 1, n_bad) == 0.0  # one more must hit a bad one
+
+
+@given(n_total=st.integers(1, 40), data=st.data())
+@settings(max_examples=200, deadline=None)
+def test_miss_probability_matches_the_exact_fraction(n_total, data):
+    n_sampled = data.draw(st.integers(0, n_total), label="n_sampled")
+    n_bad = data.draw(st.integers(0, n_total), label="n_bad")
+    exact = Fraction(math.comb(n_total - n_bad, n_sampled), math.comb(n_total, n_sampled))
+    assert miss_probability(n_total, n_sampled, n_bad) == pytest.approx(float(exact), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("n_total", "rate", "expected"),
+    [(10, 0.25, 3), (4, 0.5, 2), (7, 0.5, 4), (3, 0.1, 1), (100, 0.011, 2), (9, 0.99, 9)],
+    ids=["2.5-rounds-up", "exact", "3.5-rounds-up", "at-least-one", "1.1-rounds-up", "8.91"],
+)
+def test_sample_size_rounds_up(n_total, rate, expected):
+    assert len(sample_indices(n_total, rate, seed=0)) == expected
+
+
+@given(n_total=st.integers(1, 500), rate=st.floats(1e-4, 1.0), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=100, deadline=None)
+def test_sample_is_the_smallest_that_covers_the_rate(n_total, rate, seed):
+    n = len(sample_indices(n_total, rate, seed))
+    assert n >= rate * n_total  # never less than asked for
+    assert n == 1 or n - 1 < rate * n_total  # and not one more than needed
+
+
 @given(n_total=st.integers(1, 10**6), data=st.data())
 @settings(max_examples=60, deadline=None)
 def test_smallest_detectable_is_the_threshold(n_total, data):
@@ -426,6 +501,27 @@ def test_stats_and_results_merge():
     assert (total.bad_count, len(total.bad)) == (2010, 1000)
 
 
+def test_result_merge_adds_every_counter():
+    def result(n: int) -> DecodeResult:
+        r = DecodeResult(decoded=n, missing=n + 1, raw_bytes=n + 2, decoded_bytes=n + 3)
+        r.add_bad(f"k{n}", "chunk-decode-error", "x")
+        r.unreadable[f"a{n}"] = "gone"
+        r.stats["x"] = ArrayStats(nan=n, inf=n, min=-n, max=n, elements=n)
+        return r
+
+    total = DecodeResult().merge(result(10)).merge(result(20))
+    assert (total.decoded, total.missing, total.raw_bytes, total.decoded_bytes) == (
+        30,
+        32,
+        34,
+        36,
+    )
+    assert (total.bad_count, [k for k, _, _ in total.bad]) == (2, ["k10", "k20"])
+    assert total.unreadable == {"a10": "gone", "a20": "gone"}
+    stats = total.stats["x"]
+    assert (stats.nan, stats.inf, stats.min, stats.max, stats.elements) == (30, 30, -20, 20, 30)
+
+
 def test_reports_render():
     reports = [
         IntegrityReport(
@@ -496,7 +592,7 @@ def test_unreadable_arrays_and_overflow_become_findings(tmp_path):
 )
 @settings(max_examples=150, deadline=None)
 def test_aligned_block(dims, itemsize, limit):
-    from zarr_dask_utils.integrity.plan import aligned_block
+    from zarr_dask_utils._core.partition import aligned_block
 
     shape = tuple(s for s, _ in dims)
     chunks = tuple(c for _, c in dims)

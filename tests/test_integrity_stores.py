@@ -216,6 +216,58 @@ def test_verify_chunks_finds_a_bad_chunk(store_case, client):
     assert "damaged" in report.statement
 
 
+# The deep scan decodes plain chains directly (numcodecs) and every other chain with zarr's own
+# codec pipeline: tests of what a user sees run on one array of each.
+PATHS = [
+    pytest.param({}, True, id="direct"),
+    pytest.param(
+        {"filters": [zarr.codecs.TransposeCodec(order=(1, 0))]}, False, id="pipeline-transpose"
+    ),
+]
+
+
+def _blosc_array(path, options, direct):
+    from zarr_dask_utils._core.decoding.direct_decoder import direct_chain
+
+    arr = zarr.create_array(
+        path,
+        shape=(16, 16),
+        chunks=(4, 8),
+        dtype="f4",
+        compressors=zarr.codecs.BloscCodec(cname="zstd"),
+        **options,
+    )
+    arr[:] = np.arange(256, dtype="f4").reshape(16, 16)
+    assert (direct_chain(arr) is not None) == direct  # the path under test
+    return arr
+
+
+@pytest.mark.parametrize(("options", "direct"), PATHS)
+def test_verify_chunks_counts_one_deleted_chunk(tmp_path, client, options, direct):
+    path = str(tmp_path / "a.zarr")
+    _blosc_array(path, options, direct)
+    damage.delete_chunk(path, "c/1/0")
+    report = verify_chunks(path, sample_rate=1.0, seed=3, client=client, progress=False)
+    assert (report.sampled, report.missing, report.decoded, report.bad) == (8, 1, 7, 0)
+    assert report.to_dict()["missing"] == 1
+
+
+@pytest.mark.parametrize(("options", "direct"), PATHS)
+def test_blosc_chunk_with_bytes_appended_is_wrong_size(tmp_path, client, options, direct):
+    # blosc ignores bytes after its frame: only the header's announced length catches them
+    path = str(tmp_path / "a.zarr")
+    _blosc_array(path, options, direct)
+    raw = (tmp_path / "a.zarr" / "c" / "2" / "1").read_bytes()
+    (tmp_path / "a.zarr" / "c" / "2" / "1").write_bytes(raw + b"left over")
+    report = check_data_integrity(path, deep=True, client=client, progress=False)
+    (finding,) = report.findings
+    assert (finding.code, finding.location) == ("chunk-wrong-size", "c/2/1")
+    assert f"announces {len(raw)} compressed bytes, the object holds {len(raw) + 9}" in (
+        finding.message
+    )
+    assert report.chunks_decoded == 7
+
+
 def test_bad_options_are_rejected(tmp_path):
     zarr.create_array(str(tmp_path / "a.zarr"), shape=(2,), dtype="i1")
     with pytest.raises(InvalidOptionError, match="sample_rate"):

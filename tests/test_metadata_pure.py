@@ -10,9 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zarr_dask_utils.metadata.consolidated import (
+from zarr_dask_utils.metadata.consolidated_state import (
     canonical_order,
     consolidated_findings,
+    current_entries,
     diff_entries,
     dropped_parents,
     expected_entries,
@@ -354,6 +355,37 @@ def test_unsorted_consolidated_that_drops_children():
     found = consolidated_findings(parsed)
     assert _codes(found) == ["consolidated-unsorted"]
     assert "'a'" in found[0].message
+
+
+def test_plan_rewrites_consolidated_entries_that_are_current_but_unsorted():
+    # the right entries in an order zarr-python 3.1 reads wrongly (#4226): a repair, not a guess
+    docs = {
+        "zarr.json": V3_GROUP,
+        "a/zarr.json": {"zarr_format": 3, "node_type": "group", "attributes": {}},
+        "b/zarr.json": {"zarr_format": 3, "node_type": "group", "attributes": {}},
+        "a/x/zarr.json": V3_ARRAY,
+        "b/y/zarr.json": V3_ARRAY,
+        "a/z/zarr.json": V3_ARRAY,
+    }
+    parsed, _ = _parsed(docs)
+    entries = expected_entries(parsed)
+    docs["zarr.json"] = {
+        **V3_GROUP,
+        "consolidated_metadata": {
+            "kind": "inline",
+            "must_understand": False,
+            "metadata": {k: entries[k] for k in ["a", "b", "a/x", "b/y", "a/z"]},
+        },
+    }
+    parsed, _ = _parsed(docs)
+    findings = consolidated_findings(parsed)
+    assert _codes(findings) == ["consolidated-unsorted"]
+    assert not diff_entries(current_entries(parsed)[1] or {}, expected_entries(parsed)).stale
+    plan = plan_repairs(parsed, findings)
+    assert [(a.action, a.key) for a in plan.actions] == [("write-consolidated", "zarr.json")]
+    assert plan.unrepairable == ()
+    written = json.loads(plan.actions[0].content)["consolidated_metadata"]["metadata"]
+    assert list(written) == ["a", "b", "a/x", "a/z", "b/y"]
 
 
 def test_v2_consolidated_round_trip():

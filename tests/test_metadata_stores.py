@@ -111,6 +111,39 @@ def test_removed_and_changed_nodes_are_stale(sample, client):
     ]
 
 
+def test_attributes_only_staleness_found_and_repaired(sample, client):
+    # the most common staleness: attributes edited after consolidation, nothing else
+    store = sample.store()
+    if sample.zarr_format == 3:
+        attrs = zarr.open_array(store, path="climate/t2m", mode="r").attrs.asdict()
+        corrupt.edit_document(
+            store, "climate/t2m/zarr.json", set={"attributes": {**attrs, "units": "degC"}}
+        )
+    else:
+        corrupt.edit_document(store, "climate/t2m/.zattrs", set={"units": "degC"})
+    report = _validate(sample, client)
+    stale = report.findings_with("consolidated-stale")
+    assert [f.location for f in stale] == ["climate/t2m"]
+    assert report.consolidated == "stale"
+    if sample.zarr_format == 3:
+        assert "(attributes)" in stale[0].message
+
+    done = repair_metadata(
+        sample.url,
+        dry_run=False,
+        storage_options=sample.storage_options,
+        client=client,
+        progress=False,
+    )
+    assert [a.action for a in done.actions] == ["write-consolidated"]
+    assert done.ok, str(done)
+    assert _validate(sample, client).ok
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        group = zarr.open_group(sample.store(), mode="r", use_consolidated=True)
+        assert group["climate/t2m"].attrs["units"] == "degC"
+
+
 def test_consolidate_restores_visibility(sample, client):
     corrupt.add_array_unconsolidated(sample.url, "extra", storage_options=sample.storage_options)
     report = consolidate_metadata(

@@ -9,19 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zarr_dask_utils import InvalidOptionError
-from zarr_dask_utils.optimize.cost_model import (
-    CostParams,
-    consistent_chunks,
-    pattern_cost,
-    recommend_chunks,
-    selection_cost,
-)
-from zarr_dask_utils.optimize.patterns import (
+from zarr_dask_utils._core.access_patterns import (
     AccessPattern,
     resolve_patterns,
     selection_from_user,
     time_axis,
 )
+from zarr_dask_utils._core.chunk_choice import consistent_chunks, recommend_chunks
+from zarr_dask_utils._core.cost_model import CostParams, SelectionCost, pattern_cost, selection_cost
 from zarr_dask_utils.optimize.plan import (
     block_regions,
     choose_engine,
@@ -118,6 +113,60 @@ def test_plan_orthogonal_goes_two_stage_only_with_temp():
 def test_plan_rejects_shards_bigger_than_max_mem():
     with pytest.raises(InvalidOptionError, match="max_mem"):
         plan_rechunk((100,), 8, (10,), (100,), 100, allow_two_stage=False)
+
+
+@pytest.mark.parametrize(
+    ("shape", "source", "target", "max_mem", "same_as"),
+    [
+        ((25, 5), (12, 2), (16, 1), 192, "read"),
+        ((9, 37), (4, 19), (5, 3), 660, "read"),
+        ((24, 51), (11, 26), (6, 50), 2400, "write"),
+        ((36, 41), (14, 41), (8, 4), 2432, "write"),
+    ],
+    ids=["read-25x5", "read-9x37", "write-24x51", "write-36x41"],
+)
+def test_plan_is_one_stage_when_the_intermediate_is_read_or_write(
+    shape, source, target, max_mem, same_as
+):
+    # an intermediate equal to the read (or write) chunks is a copy that changes nothing: a
+    # second stage would only double the I/O
+    plan = plan_rechunk(shape, 4, source, target, max_mem, allow_two_stage=True)
+    assert plan.direct_amplification > 2  # two stages were allowed and would be considered
+    chunks = plan.read_chunks if same_as == "read" else plan.write_chunks
+    assert plan.intermediate_chunks == chunks
+    assert not plan.two_stage
+    assert plan.stages[0].read_amplification == plan.direct_amplification
+
+
+@given(
+    shape=st.tuples(st.integers(1, 60), st.integers(1, 60)),
+    data=st.data(),
+    mem_units=st.integers(1, 20),
+)
+@settings(max_examples=150, deadline=None)
+def test_two_stage_plans_have_a_distinct_intermediate(shape, data, mem_units):
+    source = tuple(data.draw(st.integers(1, n)) for n in shape)
+    target = tuple(data.draw(st.integers(1, n)) for n in shape)
+    plan = plan_rechunk(
+        shape, 4, source, target, math.prod(target) * 4 * mem_units, allow_two_stage=True
+    )
+    if plan.two_stage:
+        assert plan.direct_amplification > 2
+        assert plan.intermediate_chunks not in (plan.read_chunks, plan.write_chunks)
+
+
+@pytest.mark.parametrize(
+    ("write_unit", "itemsize"),
+    [((100,), 8), ((10, 10), 8), ((25,), 32)],
+    ids=["1d", "2d", "wide-items"],
+)
+def test_plan_write_unit_of_exactly_max_mem_fits(write_unit, itemsize):
+    unit_bytes = math.prod(write_unit) * itemsize
+    shape = tuple(4 * n for n in write_unit)
+    plan = plan_rechunk(shape, itemsize, write_unit, write_unit, unit_bytes, allow_two_stage=False)
+    assert math.prod(plan.stages[-1].block) * itemsize == unit_bytes
+    with pytest.raises(InvalidOptionError, match=f"holds {unit_bytes} bytes, more than"):
+        plan_rechunk(shape, itemsize, write_unit, write_unit, unit_bytes - 1, allow_two_stage=False)
 
 
 def _plan(amp_src=(1, 100), max_mem=4000, two=False):
@@ -232,6 +281,18 @@ def test_selection_cost_counts(sel, chunks, shards, requests, touched):
     cost = selection_cost(sel, chunks, 4, shards=shards)
     assert cost.requests == requests
     assert cost.chunks_touched == touched
+
+
+@pytest.mark.parametrize(
+    ("requests", "concurrency", "waves"),
+    [(1, 16, 1), (15, 16, 1), (16, 16, 1), (17, 16, 2), (0, 16, 0), (3, 1, 3)],
+    ids=["one-request", "under-concurrency", "exactly", "one-over", "none", "serial"],
+)
+def test_request_latency_is_paid_per_started_wave(requests, concurrency, waves):
+    # requests overlap `concurrency` deep: a partial wave still waits one full latency
+    cost = SelectionCost(requests, requests, 0, 0, 0)
+    params = CostParams(latency=1.0, concurrency=concurrency)
+    assert cost.seconds(params) == pytest.approx(waves)
 
 
 def test_selection_cost_bytes_and_time():

@@ -135,7 +135,7 @@ def grid_from_document(path: str, name: str, doc: Any) -> ArrayGrid | None:
         shape, chunks = doc.get("shape"), doc.get("chunks")
         grid = chunk_grid(shape, chunks)
         sep = doc.get("dimension_separator") or "."
-        if grid is None:
+        if grid is None or shape is None or chunks is None:
             return None
         return ArrayGrid(path, grid, "", sep, tuple(shape), tuple(chunks))
     if name != "zarr.json" or doc.get("node_type") != "array":
@@ -143,7 +143,7 @@ def grid_from_document(path: str, name: str, doc: Any) -> ArrayGrid | None:
     config = (doc.get("chunk_grid") or {}).get("configuration") or {}
     shape, chunks = doc.get("shape"), config.get("chunk_shape")
     grid = chunk_grid(shape, chunks)
-    if grid is None:
+    if grid is None or shape is None or chunks is None:
         return None
     encoding = doc.get("chunk_key_encoding") or {}
     if isinstance(encoding, str):

@@ -26,6 +26,7 @@ from distributed import Client, LocalCluster
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import ClusterConnectionError, InvalidOptionError
 from zarr_dask_utils._core.trace import attached
+from zarr_dask_utils._core.worker_logs import quiet_workers
 
 if TYPE_CHECKING:
     from zarr_dask_utils._core.locations import Location
@@ -73,6 +74,7 @@ def get_client(
         Both ``scheduler`` and ``scheduler_file`` were given, or the file does not exist.
     """
     if client is not None:
+        quiet_workers(client)
         with attached(client):
             yield client
         return
@@ -83,6 +85,7 @@ def get_client(
     if scheduler is None and scheduler_file is None:
         current = _current_client()
         if current is not None:
+            quiet_workers(current)
             with attached(current):
                 yield current
             return
@@ -117,6 +120,7 @@ def get_client(
                 "--scheduler-file to use an embedded LocalCluster."
             ) from err
         logger.info("Dask dashboard: %s", new.dashboard_link)
+        quiet_workers(new)
         with attached(new):
             yield new
 

@@ -49,5 +49,5 @@ def get_option(key: str, value: Any = None) -> Any:
     except KeyError:
         # Leaving a ``dask.config.set`` block entered before the defaults were first loaded
         # deletes them again; put back the missing keys (set values win).
-        dask.config.update(dask.config.config, copy.deepcopy(_defaults), priority="old")
+        dask.config.update(dask.config.config, copy.deepcopy(_defaults or {}), priority="old")
         return dask.config.get(f"{_PREFIX}.{key}")

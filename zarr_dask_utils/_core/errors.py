@@ -18,10 +18,14 @@ __all__ = [
     "EndpointUnreachableError",
     "InvalidOptionError",
     "LockTimeoutError",
+    "MetadataInvalidError",
     "NotAZarrStoreError",
+    "OutputNotWritableError",
+    "OverlappingLocationsError",
     "ReadOnlyStoreError",
     "StoreAccessDeniedError",
     "StoreNotFoundError",
+    "StoreUnreadableError",
     "ZarrDaskUtilsError",
     "ZarrDaskUtilsWarning",
     "exception_chain",
@@ -51,6 +55,12 @@ class NotAZarrStoreError(ZarrDaskUtilsError, ValueError):
     """Something exists at the location, but it holds no Zarr metadata document."""
 
     kind = "not-a-zarr-store"
+
+
+class MetadataInvalidError(ZarrDaskUtilsError, ValueError):
+    """A metadata document the operation needs cannot be parsed (the message names it)."""
+
+    kind = "metadata-json-invalid"
 
 
 class InvalidOptionError(ZarrDaskUtilsError, ValueError):
@@ -99,6 +109,27 @@ class ChunkUnreadableError(ZarrDaskUtilsError, ValueError):
     """A stored chunk cannot be decoded, so an operation that needs its values cannot go on."""
 
     kind = "chunk-unreadable"
+
+
+class OverlappingLocationsError(InvalidOptionError):
+    """A location an operation writes equals, contains or lies inside one it reads or writes."""
+
+    kind = "overlapping-locations"
+
+
+class OutputNotWritableError(ZarrDaskUtilsError, PermissionError):
+    """An output location failed the write probe done before the work started."""
+
+    kind = "output-not-writable"
+
+
+class StoreUnreadableError(ZarrDaskUtilsError, OSError):
+    """Part of a store cannot be read: a folder without permission, a symbolic link loop.
+
+    Also raised for a store path that itself loops (a symbolic link leading back to itself).
+    """
+
+    kind = "store-unreadable"
 
 
 class ZarrDaskUtilsWarning(UserWarning):

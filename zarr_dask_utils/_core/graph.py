@@ -20,6 +20,7 @@ from distributed import Client, span
 from zarr_dask_utils._core.cluster import describe_client, get_client
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.locations import Location
+from zarr_dask_utils._core.progress import show_progress, threaded_progress
 
 __all__ = ["GraphResult", "interactive", "run_graph", "task_name"]
 
@@ -33,15 +34,6 @@ def interactive() -> bool:
     except NameError:
         shell = ""
     return shell == "ZMQInteractiveShell" or bool(getattr(sys.stderr, "isatty", lambda: False)())
-
-
-def _widgets_available() -> bool:
-    """Notebook progress bars need ipywidgets; without it distributed's text bar is used."""
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def task_name(op: str, *parts: Any) -> str:
@@ -99,9 +91,7 @@ def run_graph(
     if not location.shareable:
         why = f"threads in this process ({location.display} is in memory, invisible to workers)"
         if show:
-            from dask.diagnostics.progress import ProgressBar
-
-            with ProgressBar():
+            with threaded_progress():
                 values = dask.base.compute(*collections, scheduler="threads")
         else:
             values = dask.base.compute(*collections, scheduler="threads")
@@ -111,9 +101,7 @@ def run_graph(
             futures = cl.compute(list(collections))
         try:
             if show:
-                from distributed import progress as dask_progress
-
-                dask_progress(futures, notebook=_widgets_available() and None)
+                show_progress(cl, futures)  # never raises: a bar cannot fail the operation
             values = cl.gather(futures)
         except BaseException:
             # a failed (or interrupted) operation must not keep reading or writing stores

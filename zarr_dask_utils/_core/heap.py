@@ -22,7 +22,7 @@ import ctypes
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 __all__ = ["heap_allocations", "mmap_threshold_adjustable"]
 
@@ -42,10 +42,10 @@ def mmap_threshold_adjustable() -> bool:
     return _mallopt() is not None
 
 
-def _mallopt() -> ctypes._CFuncPtr | None:
+def _mallopt() -> Callable[..., int] | None:
     try:
         libc = ctypes.CDLL(None)
-        return libc.mallopt  # type: ignore[no-any-return]
+        return libc.mallopt
     except (OSError, AttributeError):  # pragma: no cover - not glibc
         return None
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dask.delayed import Delayed, delayed
+from zarr.storage import LocalStore
 
 from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.listing import KeyListing, walk_local
 from zarr_dask_utils._core.locations import Location
 from zarr_dask_utils._core.storeio import join_key, list_keys, read_keys, storage_errors
 
@@ -36,6 +39,7 @@ __all__ = [
     "parse_document",
     "read_documents_task",
     "split_key",
+    "unreadable_task",
 ]
 
 ZARR_JSON = "zarr.json"
@@ -63,29 +67,58 @@ def is_metadata_key(key: str) -> bool:
 
 
 def parse_document(raw: bytes | None) -> tuple[Any, str | None]:
-    """Parse a JSON document: ``(value, None)`` or ``(None, error message)``."""
+    """Parse a JSON document: ``(value, None)`` or ``(None, error message)``.
+
+    Never raises for bad bytes: invalid UTF-8, invalid JSON, an empty document and JSON nested
+    deeper than Python's recursion limit (``[[[[…``, which ``json.loads`` refuses with a
+    ``RecursionError`` after at most that many levels, whatever the document's size) are all
+    reported as "not valid JSON".
+    """
     if raw is None:
         return None, "missing"
+    if not raw.strip():
+        return None, "not valid JSON (it is empty: 0 bytes of JSON)"
     try:
         return json.loads(raw), None
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         return None, f"not valid JSON ({err})"
+    except RecursionError:
+        return None, f"not valid JSON (nested too deeply to parse; {len(raw):,} bytes)"
 
 
 # --- worker tasks -------------------------------------------------------------------------
 
 
-def list_store_task(location: Location, exclude_prefix: str | None = None) -> list[str]:
-    """List every key below the location's node path (relative to it), sorted."""
+def list_store_task(location: Location, exclude_prefix: str | None = None) -> KeyListing:
+    """List every key below the location's node path (relative to it), sorted.
+
+    Local folders are walked strictly: folders that cannot be listed and symbolic links that
+    loop or are broken are kept in the listing's ``unreadable`` (never skipped silently).
+    """
+    unreadable: dict[str, str] = {}
     with storage_errors(location.display):
         store = location.open_store()
-        keys = list_keys(store, location.path)
+        if isinstance(store, LocalStore):
+            sizes, unreadable = walk_local(
+                Path(store.root), location.path.strip("/"), open_names=METADATA_NAMES
+            )
+            keys = list(sizes)
+        else:
+            keys = list_keys(store, location.path)
     strip = location.path.strip("/")
     if strip:
         keys = [k[len(strip) + 1 :] for k in keys if k.startswith(strip + "/")]
+        unreadable = {k[len(strip) + 1 :]: v for k, v in unreadable.items()}
     if exclude_prefix:
-        keys = [k for k in keys if not k.startswith(exclude_prefix.rstrip("/") + "/")]
-    return keys
+        skip = exclude_prefix.rstrip("/") + "/"
+        keys = [k for k in keys if not k.startswith(skip)]
+        unreadable = {k: v for k, v in unreadable.items() if not k.startswith(skip)}
+    return KeyListing(keys, unreadable)
+
+
+def unreadable_task(listing: KeyListing) -> dict[str, str]:
+    """Worker task: what a listing could not read (``{path: reason}``, small)."""
+    return dict(getattr(listing, "unreadable", {}))
 
 
 def read_documents_task(

@@ -21,11 +21,17 @@ import zarr
 from zarr.abc.store import Store
 from zarr.storage import FsspecStore, LocalStore, MemoryStore, WrapperStore, ZipStore
 
-from zarr_dask_utils._core.errors import InvalidOptionError, ReadOnlyStoreError
+from zarr_dask_utils._core.errors import (
+    InvalidOptionError,
+    ReadOnlyStoreError,
+    StoreUnreadableError,
+)
 from zarr_dask_utils._core.trace import maybe_wrap
 
 if TYPE_CHECKING:
     from fsspec.mapping import FSMap
+
+    from zarr_dask_utils._core.canonical import Canonical
 
 __all__ = [
     "Location",
@@ -33,17 +39,66 @@ __all__ = [
     "open_store",
     "redact",
     "resolve_location",
+    "url_credentials",
 ]
 
 StoreLike: TypeAlias = "str | os.PathLike[str] | Store | zarr.Group | zarr.Array[Any] | FSMap"
 
 _URL = re.compile(r"^(?P<proto>[a-zA-Z][a-zA-Z0-9+.-]*)://(?P<rest>.*)$")
-_CREDENTIALS_IN_URL = re.compile(r"(?P<proto>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@")
+# Object stores have no ports and no user names: any ``…@`` before the bucket is a credential.
+_OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "adl", "oss")
+_CREDENTIALS_IN_URL = re.compile(
+    r"(?P<proto>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<userinfo>"
+    r"[^\s/@]+"  # user[:password], no slash
+    # a password with slashes (AWS secrets have them), unless it reads as host:port/path
+    r"|[^\s/:@]+:(?!\d*(?:[/?#\s]|$))[^\s@]*"
+    # object stores: no port, so user:anything@ is a credential even when digits come first
+    r"|(?:" + "|".join(f"(?<={p}://)" for p in _OBJECT_STORES) + r")[^\s/:@]+:[^\s@]*"
+    r")@",
+    re.IGNORECASE,
+)
 
 
 def redact(url: str) -> str:
-    """Remove ``user:password@`` from a URL so it can be shown or logged."""
+    """Remove ``user:password@`` from a URL (or from URLs inside a text) to show or log it.
+
+    Examples
+    --------
+    >>> redact("s3://KEY:SECRET@bucket/x.zarr")
+    's3://***@bucket/x.zarr'
+    """
     return _CREDENTIALS_IN_URL.sub(r"\g<proto>***@", url)
+
+
+def url_credentials(url: str) -> str | None:
+    """The ``user[:password]`` part of *url* (``None`` when it has none).
+
+    Examples
+    --------
+    >>> url_credentials("s3://KEY:SE/CRET@bucket/x.zarr")
+    'KEY:SE/CRET'
+    >>> url_credentials("http://host:8080/a@b") is None
+    True
+    """
+    match = _CREDENTIALS_IN_URL.match(url)
+    return match.group("userinfo") if match else None
+
+
+def _reject_credentials(url: str) -> None:
+    """Refuse a URL carrying a password (or, for object stores, anything before ``@``)."""
+    info = url_credentials(url)
+    if info is None:
+        return
+    proto = url.partition("://")[0].lower()
+    if ":" not in info and proto not in _OBJECT_STORES:
+        return  # a user name alone (sftp://user@host) is an address, not a secret
+    raise InvalidOptionError(
+        f"The URL {redact(url)!r} carries credentials (user:password@ before the host or "
+        "bucket). zarr-dask-utils does not take them there: a URL is shown in messages, logs "
+        "and reports and sent to every Dask worker. Remove them from the URL and pass them as "
+        "storage_options={'key': ..., 'secret': ...} (zdu: -o key=... -o secret=...), or set "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or a profile) in the environment."
+    )
 
 
 @dataclass(frozen=True)
@@ -79,6 +134,13 @@ class Location:
         """The URL (and node path) with credentials removed, for reports and messages."""
         url = redact(self.url)
         return f"{url}#{self.path}" if self.path else url
+
+    @property
+    def canonical(self) -> Canonical:
+        """One name for this place in storage, however it was spelled (see ``_core.canonical``)."""
+        from zarr_dask_utils._core.canonical import canonical_of_location
+
+        return canonical_of_location(self)
 
     @property
     def is_remote(self) -> bool:
@@ -232,13 +294,15 @@ def resolve_location(
             "s3://bucket/data.zarr, a zarr Store, Group or Array, or an fsspec mapper."
         )
     match = _URL.match(store)
+    if match:
+        _reject_credentials(store)
     if match and match.group("proto") in ("file", "local"):
         _no_options(f"the local URL {store!r}")
         store = match.group("rest")
         match = None
     if match is None:
         _no_options(f"the local path {store!r}")
-        path = str(Path(store).expanduser().resolve())
+        path = resolved_path(store)
         if path.lower().endswith(".zip"):
             return Location(path, "zip", {}, "", read_only)
         return Location(path, "local", {}, "", read_only)
@@ -246,11 +310,31 @@ def resolve_location(
     return Location(url, "fsspec", options, "", read_only)
 
 
+def resolved_path(path: str | os.PathLike[str]) -> str:
+    """The absolute local path with ``~`` expanded and symbolic links followed.
+
+    Raises
+    ------
+    StoreUnreadableError
+        The path is a symbolic link loop (a link leading back to itself, directly or through
+        other links): nothing can ever be read there.
+    """
+    try:
+        return str(Path(path).expanduser().resolve())
+    except (RuntimeError, OSError) as err:  # Python < 3.13: RuntimeError; 3.13+: OSError ELOOP
+        raise StoreUnreadableError(
+            f"The local path {os.fspath(path)!r} is (or lies under) a symbolic link loop: "
+            f"following its links leads back to where they started ({err}), so nothing can be "
+            "stored or read there. Point the link at the real store folder, or pass that "
+            "folder's path."
+        ) from err
+
+
 def _location_of_store(store: Store, *, path: str, read_only: bool) -> Location:
     if isinstance(store, LocalStore):
-        return Location(str(Path(store.root).resolve()), "local", {}, path, read_only)
+        return Location(resolved_path(store.root), "local", {}, path, read_only)
     if isinstance(store, ZipStore):
-        return Location(str(Path(store.path).resolve()), "zip", {}, path, read_only)
+        return Location(resolved_path(store.path), "zip", {}, path, read_only)
     name = type(store).__name__
     if isinstance(store, FsspecStore):
         protocol = store.fs.protocol

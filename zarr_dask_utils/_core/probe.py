@@ -30,6 +30,9 @@ _BUCKET_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 class Probe:
     """What the root of a location holds.
 
+    ``root_kind`` is ``"group"``, ``"array"``, ``"unknown"`` (a root ``zarr.json`` that is not
+    a JSON object, e.g. empty or not valid JSON) or ``None`` (no root document).
+
     ``zarr_format`` is the format of the root document, or of the documents one level down
     when the root has none (``root_missing``); ``mixed`` is ``True`` when the root holds
     documents of both formats.  ``documents`` keeps the root documents the probe read
@@ -113,7 +116,8 @@ def probe_location(location: Location, *, allow_missing_root: bool = False) -> P
             if is_v3:
                 doc, _ = parse_document(docs[join_key(location.path, ZARR_JSON)])
                 is_array = isinstance(doc, dict) and doc.get("node_type") == "array"
-                kind = "array" if is_array else "group"
+                # a root document that is not a JSON object says nothing about the node's kind
+                kind = "array" if is_array else "group" if isinstance(doc, dict) else "unknown"
             return Probe(
                 zarr_format=3 if is_v3 else 2,
                 root_kind=kind,

@@ -30,6 +30,7 @@ from zarr_dask_utils._core.errors import (
 __all__ = [
     "concurrent_map",
     "delete_keys",
+    "is_local_permission_error",
     "join_key",
     "list_keys",
     "read_keys",
@@ -80,6 +81,13 @@ def translate_storage_error(exc: BaseException, where: str) -> ZarrDaskUtilsErro
                     f"{where} is read-only, but this operation writes to it ({text}). Open it "
                     "writable, or write to a copy."
                 )
+            if is_local_permission_error(err):
+                return StoreAccessDeniedError(
+                    f"Permission denied at {where} ({name}: {text}). The operating system "
+                    "refused this user access to a local file or folder: check its owner and "
+                    "permissions (ls -l), and that this user and every Dask worker's user may "
+                    "read it (and write it, for an operation that writes)."
+                )
             return StoreAccessDeniedError(
                 f"Access to {where} was denied ({name}: {text}). Check the credentials "
                 "(key/secret or profile in storage_options, AWS_* environment variables) and "
@@ -100,6 +108,19 @@ def translate_storage_error(exc: BaseException, where: str) -> ZarrDaskUtilsErro
                 "endpoint_url/region in storage_options."
             )
     return None
+
+
+def is_local_permission_error(err: BaseException) -> bool:
+    """An operating-system permission error on a local file (errno and file name set).
+
+    Object stores raise ``PermissionError`` from an HTTP status (s3fs: no errno, no file name),
+    and their fix is credentials; a local file's fix is its permissions.
+    """
+    return (
+        isinstance(err, PermissionError)
+        and err.errno in (errno.EACCES, errno.EPERM)
+        and err.filename is not None
+    )
 
 
 @contextmanager

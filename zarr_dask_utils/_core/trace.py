@@ -163,6 +163,17 @@ class TracingStore(WrapperStore[Store]):
             _record("get", key, 0 if value is None else len(value), share, self._process)
         return values
 
+    async def getsize(self, key: str) -> int:
+        """Ask the wrapped store for the size of *key* and record ``getsize`` (0 bytes read).
+
+        Without this, zarr's default ``Store.getsize`` would read the whole object through
+        :meth:`get`: tracing would turn every size query into a full read.
+        """
+        start = time.perf_counter()
+        size = await self._store.getsize(key)
+        _record("getsize", key, 0, time.perf_counter() - start, self._process)
+        return size
+
     async def exists(self, key: str) -> bool:
         """Check existence and record ``exists``."""
         start = time.perf_counter()
@@ -245,6 +256,7 @@ def attached(client: Client) -> Iterator[None]:
     Nested calls for the same scheduler and session do nothing: the outermost one registers the
     worker plugin and drains the records, so a records buffer is never dropped while in use.
     """
+    assert client.scheduler is not None  # a connected client (mypy: Optional in stubs)
     where = str(client.scheduler.address)  # two clients of one scheduler share its plugins
     with _lock:
         mine = [tid for tid in _sessions if (tid, where) not in _attached]

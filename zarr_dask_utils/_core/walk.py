@@ -7,14 +7,24 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import zarr
+from dask.delayed import delayed
 from distributed import Client
 
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.graph import run_graph
-from zarr_dask_utils._core.hierarchy import NodeInfo, build_read_graph, nodes_from_documents
-from zarr_dask_utils._core.locations import StoreLike, resolve_location
-from zarr_dask_utils._core.probe import probe_location
-from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils._core.graph import task_name
+from zarr_dask_utils._core.hierarchy import (
+    NodeInfo,
+    build_read_graph,
+    nodes_from_documents,
+    unreadable_task,
+)
+from zarr_dask_utils._core.locations import StoreLike
+from zarr_dask_utils._core.nodecheck import (
+    unreadable_document_findings,
+    unreadable_path_findings,
+)
+from zarr_dask_utils._core.operation import operation
+from zarr_dask_utils._core.reports import Report, sort_findings
 from zarr_dask_utils._core.storeio import storage_errors
 
 __all__ = ["HierarchyReport", "open_node", "walk_hierarchy"]
@@ -22,7 +32,12 @@ __all__ = ["HierarchyReport", "open_node", "walk_hierarchy"]
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class HierarchyReport(Report):
-    """Every group and array of a store, from its metadata documents."""
+    """Every group and array of a store, from its metadata documents.
+
+    ``findings`` name every node zarr cannot read (a document that is not valid JSON, or that
+    zarr-python rejects: bad shape, unknown data type, …) and every folder or object the
+    listing could not read (permissions, symbolic link loops), so ``ok`` is ``False`` then.
+    """
 
     zarr_format: int
     nodes: tuple[NodeInfo, ...] = ()
@@ -74,8 +89,9 @@ def open_node(
     StoreNotFoundError, NotAZarrStoreError, StoreAccessDeniedError, EndpointUnreachableError
         When the location cannot be used.
     """
-    location = resolve_location(store, storage_options=storage_options, read_only=mode == "r")
-    probe = probe_location(location)
+    with operation("open") as op:  # no graph: the door only resolves and probes
+        location = op.open(store, storage_options=storage_options, read_only=mode == "r")
+    probe = op.probes["source"]
     with storage_errors(location.display):
         zstore = location.open_store()
         if probe.root_kind == "array":
@@ -120,6 +136,8 @@ def walk_hierarchy(
     Returns
     -------
     HierarchyReport
+        Its findings name every node zarr cannot read and every folder or object the listing
+        could not read (``ok`` is then ``False``, and ``zdu info`` exits 1).
 
     Examples
     --------
@@ -130,15 +148,21 @@ def walk_hierarchy(
     >>> [n.path for n in walk_hierarchy(g, progress=False).nodes]
     ['', 't2m']
     """
-    location = resolve_location(store, storage_options=storage_options)
-    probe = probe_location(location)
-    backup = str(get_option("metadata.backup-prefix"))
-    _, docs = build_read_graph(location, nparts=4, exclude_prefix=backup)
-    result = run_graph([docs], location=location, op="walk", client=client, progress=progress)
-    documents = result[0]
+    with operation("walk", client=client, progress=progress) as op:
+        location = op.open(store, storage_options=storage_options)
+        probe = op.probes["source"]
+        backup = str(get_option("metadata.backup-prefix"))
+        listing, docs = build_read_graph(location, nparts=4, exclude_prefix=backup)
+        unreadable = delayed(unreadable_task, pure=False)(
+            listing, dask_key_name=task_name("walk-unreadable", location)
+        )
+        result = op.run([docs, unreadable])
+    documents, lost = result
+    findings = unreadable_path_findings(lost) + unreadable_document_findings(documents)
     return HierarchyReport(
         location=location.display,
         engine=result.engine,
+        findings=sort_findings(findings),
         zarr_format=probe.zarr_format,
         nodes=tuple(nodes_from_documents(documents)),
         documents_read=len(documents),

@@ -13,10 +13,12 @@ from typing import Any
 
 import click
 
+from zarr_dask_utils._core.naming import cli_messages
 from zarr_dask_utils._core.reports import Report
 from zarr_dask_utils._core.walk import walk_hierarchy
 from zarr_dask_utils.cli.chunkspec import parse_chunks, parse_patterns
 from zarr_dask_utils.cli.options import multi_command, parse_storage_options, store_command
+from zarr_dask_utils.cli.redact import FILTER, start_redaction
 from zarr_dask_utils.cli.render import EXIT_USAGE
 from zarr_dask_utils.debug.diagnose import diagnose_zarr_store
 from zarr_dask_utils.integrity import (
@@ -36,6 +38,7 @@ def _setup_logging(verbose: int) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     package = logging.getLogger("zarr_dask_utils")
+    handler.addFilter(FILTER)  # redacts URL credentials and this command's secrets
     package.addHandler(handler)
     package.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
     if verbose:
@@ -59,6 +62,10 @@ def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     _setup_logging(verbose)
+    # after the handlers exist: every one of them redacts this command's secrets
+    start_redaction()
+    # messages name flags (--overwrite), not keyword arguments, until the command ends
+    ctx.with_resource(cli_messages())
 
 
 @cli.command("info")
@@ -200,7 +207,13 @@ def analyze(
 
 
 @cli.command("rechunk")
-@click.option("--chunks", required=True, help="Target chunks: 365,10,10 or time=365,lat=10.")
+@click.option(
+    "--chunks",
+    required=True,
+    help="Target chunks: 365,10,10 or time=365,lat=10. In a group they apply to the arrays "
+    "with as many axes or with those dimensions (the report says which); one that fits no "
+    "array is an error.",
+)
 @click.option("--max-mem", required=True, help="Bytes one task may hold, e.g. 256MiB.")
 @click.option("--shards", default=None, help="Target shards (format 3), same forms as --chunks.")
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default=None, help="Target format.")
@@ -212,8 +225,12 @@ def analyze(
     show_default=True,
     help="rechunker: block copies of the rechunker plan; tasks/p2p: Dask rechunk methods.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace a complete existing DST.")
-@multi_command(["src", "dst"], extra_storage=["dst"])
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace a Zarr array or group at DST (refused if DST holds files that are not Zarr's).",
+)
+@multi_command(["src", "dst"], extra_storage=["dst", "temp"])
 def rechunk(
     src: str,
     dst: str,
@@ -225,6 +242,7 @@ def rechunk(
     engine: str,
     overwrite: bool,
     dst_storage_options: Any,
+    temp_storage_options: Any,
     **kwargs: Any,
 ) -> Report:
     """Copy SRC to DST with new chunks (and shards) in bounded memory; resumable."""
@@ -239,6 +257,7 @@ def rechunk(
         engine=engine,
         overwrite=overwrite,
         target_options=dst_storage_options,
+        temp_options=temp_storage_options,
         **kwargs,
     )
 

@@ -20,7 +20,9 @@ from distributed import Client
 
 from zarr_dask_utils._core.cluster import get_client
 from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils._core.outputs import probe_file_writable
 from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils.cli.redact import current_redactor, learn_arguments
 from zarr_dask_utils.cli.render import render_error, render_report
 from zarr_dask_utils.debug.trace import ZarrDebugger
 
@@ -114,12 +116,15 @@ def multi_command(
             debug = ctx.obj.get("debug", False) if ctx.obj else False
             as_json = kwargs.pop("as_json")
             html = kwargs.pop("html")
+            learn_arguments(kwargs)  # URL credentials and -o secret=... are redacted from here on
             try:
                 kwargs["storage_options"] = parse_storage_options(kwargs.pop("storage_option"))
                 kwargs["storage_options"] = kwargs["storage_options"] or None
                 for name in extra_storage:
                     parsed = parse_storage_options(kwargs.pop(f"{name}_storage_option"))
                     kwargs[f"{name}_storage_options"] = parsed or None
+                if html:  # before the work, not after it
+                    probe_file_writable(html, what="HTML report")
                 no_progress = kwargs.pop("no_progress")
                 progress = False if (as_json or no_progress) else None
                 with ExitStack() as stack:
@@ -130,7 +135,7 @@ def multi_command(
                     report = func(client=client, progress=progress, **kwargs)
                 code = render_report(report, as_json=as_json, html=html)
                 if tracer is not None:
-                    click.echo(str(tracer.report(report.location)), err=True)
+                    click.echo(current_redactor()(str(tracer.report(report.location))), err=True)
             except Exception as exc:
                 code = render_error(exc, as_json=as_json, debug=debug)
             ctx.exit(code)

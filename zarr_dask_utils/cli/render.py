@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from zarr_dask_utils._core.errors import ZarrDaskUtilsError
+from zarr_dask_utils._core.redaction import Redactor
 from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils.cli.redact import current_redactor
 from zarr_dask_utils.debug.explain import explain_zarr_error
 
 __all__ = ["EXIT_FINDINGS", "EXIT_OK", "EXIT_USAGE", "render_error", "render_report"]
@@ -20,21 +22,38 @@ EXIT_FINDINGS = 1
 EXIT_USAGE = 2
 
 
-def render_report(report: Report, *, as_json: bool, html: str | None) -> int:
-    """Print *report* and return the exit code (0 healthy, 1 findings)."""
+def render_report(
+    report: Report, *, as_json: bool, html: str | None, redactor: Redactor | None = None
+) -> int:
+    """Print *report* and return the exit code (0 healthy, 1 findings).
+
+    Every text written (terminal, JSON, HTML file) goes through *redactor* (default: the
+    running command's, see :mod:`zarr_dask_utils.cli.redact`).
+    """
+    hide = redactor or current_redactor()
     if html:
         Path(html).write_text(
-            "<!doctype html><meta charset='utf-8'><title>zdu report</title>" + report._repr_html_()
+            hide(
+                "<!doctype html><meta charset='utf-8'><title>zdu report</title>"
+                + report._repr_html_()
+            )
         )
     if as_json:
-        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
+        click.echo(hide(json.dumps(hide.data(report.to_dict()), indent=2, default=str)))
     else:
-        click.echo(str(report))
+        click.echo(hide(str(report)))
     return EXIT_OK if report.ok else EXIT_FINDINGS
 
 
-def render_error(exc: BaseException, *, as_json: bool, debug: bool) -> int:
-    """Print an error as one readable paragraph (JSON with ``--json``) and return exit code 2."""
+def render_error(
+    exc: BaseException, *, as_json: bool, debug: bool, redactor: Redactor | None = None
+) -> int:
+    """Print an error as one readable paragraph (JSON with ``--json``) and return exit code 2.
+
+    The message, the JSON document and the ``--debug`` traceback go through *redactor*
+    (default: the running command's).
+    """
+    hide = redactor or current_redactor()
     if isinstance(exc, ZarrDaskUtilsError):
         payload: dict[str, Any] = exc.to_dict()
         text = f"error: {exc}"
@@ -51,8 +70,8 @@ def render_error(exc: BaseException, *, as_json: bool, debug: bool) -> int:
                 "the traceback, and report it if it looks like a bug in zarr-dask-utils."
             )
     if debug:
-        click.echo("".join(traceback.format_exception(exc)), err=True)
+        click.echo(hide("".join(traceback.format_exception(exc))), err=True)
     if as_json:
-        click.echo(json.dumps({"error": payload}, indent=2))
-    click.echo(text, err=True)
+        click.echo(hide(json.dumps({"error": hide.data(payload)}, indent=2)))
+    click.echo(hide(text), err=True)
     return EXIT_USAGE

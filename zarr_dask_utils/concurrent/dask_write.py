@@ -20,8 +20,9 @@ import zarr
 from distributed import Client
 
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.graph import run_graph, task_name
-from zarr_dask_utils._core.locations import resolve_location
+from zarr_dask_utils._core.graph import task_name
+from zarr_dask_utils._core.locations import Location, resolve_location
+from zarr_dask_utils._core.operation import operation
 from zarr_dask_utils._core.reports import Finding, Report
 from zarr_dask_utils.concurrent.regions import block_alignment, normalize_region, region_shape
 from zarr_dask_utils.concurrent.write import storage_grid, synchronized_write
@@ -217,6 +218,16 @@ def safe_store(
     SafeStoreReport
     """
     check = check_dask_write(dask_array, zarr_array, region)
+    _refuse_unsafe(check, lock)
+    with operation("safe-store", client=client, progress=progress) as op:
+        location = op.open(zarr_array, role="target", read_only=False, probe=False)
+        tasks = _block_tasks(dask_array, zarr_array, check, location, use_lock=lock is not False)
+        out = op.run(tasks)
+    return _store_report(check, out, locked=lock is not False, engine=out.engine)
+
+
+def _refuse_unsafe(check: WriteCheckReport, lock: bool | None) -> None:
+    """``lock=False`` promises no locks: refuse a write whose blocks share storage keys."""
     if lock is False and not check.aligned:
         raise InvalidOptionError(
             f"Refusing an unsafe parallel write to {check.location}: {check.shared_keys} "
@@ -224,8 +235,17 @@ def safe_store(
             "Dask blocks at once and lose updates. Rechunk the source to the target's "
             f"{check.storage_unit} grid, or pass lock=True (or lock=None) to write through locks."
         )
-    use_lock = lock is not False
-    location = resolve_location(zarr_array, read_only=False)
+
+
+def _block_tasks(
+    dask_array: Any,
+    zarr_array: zarr.Array[Any],
+    check: WriteCheckReport,
+    location: Location,
+    *,
+    use_lock: bool,
+) -> list[Any]:
+    """One write task per block of *dask_array*, at its place in the checked region."""
     starts = [
         list(itertools.accumulate([lo, *sizes]))
         for (lo, _), sizes in zip(check.region, dask_array.chunks, strict=True)
@@ -233,7 +253,7 @@ def safe_store(
     blocks = dask_array.to_delayed().ravel()
     indices = list(itertools.product(*[range(len(c)) for c in dask_array.chunks]))
     name = task_name("safe-store", dask_array.name, location.display, check.region, use_lock)
-    tasks = [
+    return [
         dask.delayed(_write_block, pure=False)(
             block,
             zarr_array,
@@ -243,14 +263,19 @@ def safe_store(
         )
         for n, (block, index) in enumerate(zip(blocks, indices, strict=True))
     ]
-    out = run_graph(tasks, location=location, op="safe-store", client=client, progress=progress)
+
+
+def _store_report(
+    check: WriteCheckReport, out: Sequence[Mapping[str, int]], *, locked: bool, engine: str
+) -> SafeStoreReport:
+    """The report of one array's block writes (*out*: one result per block)."""
     return SafeStoreReport(
         location=check.location,
-        engine=out.engine,
+        engine=engine,
         findings=check.findings,
         check=check,
-        locked=use_lock,
-        blocks=len(tasks),
+        locked=locked,
+        blocks=len(out),
         keys_written=sum(r["keys"] for r in out),
         keys_locked=sum(r["locked"] for r in out),
         retries=sum(r["retries"] for r in out),
@@ -269,9 +294,11 @@ def to_zarr_region_safe(
     """Write the data variables of *ds* into *region* of an existing zarr store, safely.
 
     The xarray counterpart of ``ds.to_zarr(store, region=region)``: each variable is
-    CF-encoded the way xarray would (using the target's encoding), then written with
-    :func:`safe_store` (Dask-backed) or :func:`synchronized_write` (in memory), so regions that
-    do not line up with the chunks/shards of the store never lose each other's updates.
+    CF-encoded the way xarray would (using the target's encoding), then written as
+    :func:`safe_store` writes (Dask-backed: the blocks of every variable in one graph on one
+    client, after every variable was checked) or with :func:`synchronized_write` (in memory),
+    so regions that do not line up with the chunks/shards of the store never lose each
+    other's updates.
 
     Parameters
     ----------
@@ -293,42 +320,71 @@ def to_zarr_region_safe(
         One :class:`SafeStoreReport` per variable written.
     """
     import xarray as xr
+
+    with operation("to-zarr-region", client=client) as op:
+        location = op.open(
+            store, role="target", storage_options=storage_options, read_only=False, probe=False
+        )
+        group = zarr.open_group(location.open_store(), mode="r+", path=location.path)
+        target = xr.open_zarr(location.open_store(), consolidated=False, decode_times=True)
+        reports: dict[str, SafeStoreReport] = {}
+        pending: dict[str, tuple[WriteCheckReport, list[Any]]] = {}  # Dask-backed variables
+        for name, var in ds.data_vars.items():
+            if name not in group:
+                raise InvalidOptionError(
+                    f"The variable {name!r} does not exist in {location.display}. Create the "
+                    "store first (template.to_zarr(store, compute=False)), then write regions "
+                    "into it."
+                )
+            arr = group[name]
+            data = _encoded(var, target[name].encoding, name)
+            sel = tuple(region.get(dim, slice(None)) for dim in var.dims)
+            if dask.is_dask_collection(data):
+                check = check_dask_write(data, arr, sel)
+                _refuse_unsafe(check, lock)
+                tasks = _block_tasks(data, arr, check, location, use_lock=lock is not False)
+                pending[str(name)] = (check, tasks)
+            else:
+                reports[str(name)] = _write_in_memory(arr, sel, np.asarray(data), client)
+        if pending:  # every Dask-backed variable in one graph on one client
+            out = op.run([t for _, tasks in pending.values() for t in tasks])
+            start = 0
+            for name, (check, tasks) in pending.items():
+                results = out[start : start + len(tasks)]
+                start += len(tasks)
+                reports[name] = _store_report(
+                    check, results, locked=lock is not False, engine=out.engine
+                )
+    return {str(name): reports[str(name)] for name in ds.data_vars}  # in the dataset's order
+
+
+def _encoded(var: Any, target_encoding: Mapping[str, Any], name: Any) -> Any:
+    """The data of *var* CF-encoded as xarray would write it, with the target's encoding."""
     from xarray.conventions import encode_cf_variable
 
-    location = resolve_location(store, storage_options=storage_options, read_only=False)
-    group = zarr.open_group(location.open_store(), mode="r+", path=location.path)
-    target = xr.open_zarr(location.open_store(), consolidated=False, decode_times=True)
-    reports: dict[str, SafeStoreReport] = {}
-    for name, var in ds.data_vars.items():
-        if name not in group:
-            raise InvalidOptionError(
-                f"The variable {name!r} does not exist in {location.display}. Create the store "
-                "first (template.to_zarr(store, compute=False)), then write regions into it."
-            )
-        arr = group[name]
-        variable = var.variable.copy(deep=False)
-        keep = ("dtype", "_FillValue", "units", "calendar", "scale_factor", "add_offset")
-        encoding = {k: v for k, v in target[name].encoding.items() if k in keep}
-        variable.encoding = {**encoding, **variable.encoding}
-        encoded = encode_cf_variable(variable, name=name)
-        sel = tuple(region.get(dim, slice(None)) for dim in var.dims)
-        data = encoded.data
-        if dask.is_dask_collection(data):
-            reports[name] = safe_store(data, arr, sel, lock=lock, client=client)
-        else:
-            result = synchronized_write(arr, sel, np.asarray(data), client=client)
-            check = check_dask_write(_Shape(np.shape(data)), arr, sel)
-            reports[name] = SafeStoreReport(
-                location=check.location,
-                findings=check.findings,
-                check=check,
-                locked=bool(result.locked),
-                blocks=1,
-                keys_written=len(result.keys),
-                keys_locked=len(result.locked),
-                retries=result.attempts - 1,
-            )
-    return reports
+    variable = var.variable.copy(deep=False)
+    keep = ("dtype", "_FillValue", "units", "calendar", "scale_factor", "add_offset")
+    encoding = {k: v for k, v in target_encoding.items() if k in keep}
+    variable.encoding = {**encoding, **variable.encoding}
+    return encode_cf_variable(variable, name=name).data
+
+
+def _write_in_memory(
+    arr: zarr.Array[Any], sel: tuple[slice, ...], data: np.ndarray, client: Client | None
+) -> SafeStoreReport:
+    """Write an in-memory variable with :func:`synchronized_write` (no graph)."""
+    result = synchronized_write(arr, sel, data, client=client)
+    check = check_dask_write(_Shape(np.shape(data)), arr, sel)
+    return SafeStoreReport(
+        location=check.location,
+        findings=check.findings,
+        check=check,
+        locked=bool(result.locked),
+        blocks=1,
+        keys_written=len(result.keys),
+        keys_locked=len(result.locked),
+        retries=result.attempts - 1,
+    )
 
 
 @dataclass(frozen=True)

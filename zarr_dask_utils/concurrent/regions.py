@@ -177,7 +177,8 @@ def plan_region(
     RegionPlan
     """
     ranges = [block_range(s.start, s.stop, b) for s, b in zip(region, grid, strict=True)]
-    full, partial = [], []
+    full: list[str] = []
+    partial: list[str] = []
     for index in itertools.product(*ranges):
         key = encode_key(index)
         (full if _covers(region, index, shape, grid) else partial).append(key)

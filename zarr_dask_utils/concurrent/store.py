@@ -144,8 +144,9 @@ class SafeZarrStore(WrapperStore[Store]):
         self._cluster = cluster
         inner = innermost_store(store)  # lock names follow the real storage, not the wrappers
         location = resolve_location(inner, read_only=inner.read_only)
-        self._url = location.display
         self._shareable = location.shareable
+        # one name per storage location, whatever opened it (path, file://, symlink, class)
+        self._url = location.canonical.url if self._shareable else location.display
         self._fence = Fence(store, where=self._url)
         # in-memory stores are private to one object: keep their lock names apart
         self._lock_scope = self._url if self._shareable else f"{self._url}@{id(inner):x}"
@@ -168,7 +169,11 @@ class SafeZarrStore(WrapperStore[Store]):
 
     @property
     def url(self) -> str:
-        """Display URL of the wrapped store (used in lock names, no credentials)."""
+        """Canonical URL of the wrapped store, used in lock names (no credentials).
+
+        The same for every way of opening one storage location: a path, ``file://``, a
+        symlink, a ``LocalStore`` or an fsspec ``file`` store (see ``Location.canonical``).
+        """
         return self._url
 
     # --- locks ----------------------------------------------------------------------------

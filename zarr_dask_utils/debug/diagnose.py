@@ -19,12 +19,12 @@ from dask.delayed import delayed
 from distributed import Client
 
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.graph import run_graph, task_name
+from zarr_dask_utils._core.graph import task_name
 from zarr_dask_utils._core.hierarchy import NodeInfo, nodes_from_documents
 from zarr_dask_utils._core.inventory import Inventory
 from zarr_dask_utils._core.inventory_graph import build_inventory_graph
-from zarr_dask_utils._core.locations import StoreLike, resolve_location
-from zarr_dask_utils._core.probe import probe_location
+from zarr_dask_utils._core.locations import StoreLike
+from zarr_dask_utils._core.operation import operation
 from zarr_dask_utils._core.reports import Report, sort_findings
 from zarr_dask_utils.debug.diagnose_rules import (
     ArrayDiagnosis,
@@ -132,15 +132,14 @@ def diagnose_zarr_store(
     >>> sorted({f.code for f in diagnose_zarr_store(g, progress=False).findings})
     ['chunks-too-small', 'consolidated-missing', 'uncompressed']
     """
-    location = resolve_location(store, storage_options=storage_options)
-    probe = probe_location(location)
-    sizes, raw, inventory = build_inventory_graph(location)
-    keys = delayed(chunk_check_task, pure=False)(
-        sizes, raw, probe.zarr_format, dask_key_name=task_name("check-chunk-keys", location)
-    )
-    result = run_graph(
-        [raw, inventory, keys], location=location, op="doctor", client=client, progress=progress
-    )
+    with operation("doctor", client=client, progress=progress) as op:
+        location = op.open(store, storage_options=storage_options)
+        probe = op.probes["source"]
+        sizes, raw, inventory = build_inventory_graph(location)
+        keys = delayed(chunk_check_task, pure=False)(
+            sizes, raw, probe.zarr_format, dask_key_name=task_name("check-chunk-keys", location)
+        )
+        result = op.run([raw, inventory, keys])
     documents, inv, (key_findings, _) = result
     # every validate_metadata check, on the documents and listing this graph already has
     parsed, findings = check_documents(documents, probe.zarr_format)

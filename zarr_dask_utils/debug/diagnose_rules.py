@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zarr_dask_utils._core.chunk_choice import suggest_chunks
 from zarr_dask_utils._core.reports import Finding
 
 __all__ = [
@@ -18,7 +19,6 @@ __all__ = [
     "human_bytes",
     "limits_from",
     "store_findings",
-    "suggest_chunks",
 ]
 
 _COMPRESSORS_NOT = frozenset({"bytes", "crc32c", "transpose", "vlen-utf8", "vlen-bytes"})
@@ -119,37 +119,6 @@ class ArrayDiagnosis:
             + (f", compression {ratio:.2f}x" if ratio is not None else "")
             + f", codecs [{', '.join(self.codecs) or 'none'}], fill {self.fill_value!r}"
         )
-
-
-def suggest_chunks(
-    shape: Sequence[int], chunks: Sequence[int], itemsize: int, target: int
-) -> tuple[int, ...]:
-    """Scale *chunks* towards *target* bytes, keeping their proportions, within *shape*.
-
-    Growing multiplies every axis by the same factor (capped at the axis length; the slack of
-    capped axes goes to the others); shrinking divides the longest chunk axes first.
-    """
-    new = [max(1, min(int(c), int(s))) for c, s in zip(chunks, shape, strict=True)]
-    want = max(1, target // max(itemsize, 1))
-    for _ in range(len(new) * 4):
-        size = math.prod(new)
-        if size == want:
-            break
-        open_axes = [i for i, (c, s) in enumerate(zip(new, shape, strict=True)) if c < s]
-        if size < want:
-            if not open_axes:
-                break
-            factor = (want / size) ** (1 / len(open_axes))
-            if factor < 1.01:
-                break
-            for i in open_axes:
-                new[i] = min(int(shape[i]), max(new[i] + 1, round(new[i] * factor)))
-        else:
-            i = max(range(len(new)), key=lambda k: new[k])
-            if new[i] == 1:
-                break
-            new[i] = max(1, math.ceil(new[i] * want / size))
-    return tuple(new)
 
 
 def _fix_size(arr: ArrayDiagnosis, limits: Limits) -> str:

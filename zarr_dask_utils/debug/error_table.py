@@ -34,6 +34,9 @@ class ErrorRule:
         The likely cause(s).
     fix
         The concrete next step.
+
+    ``what`` may say ``{path}``: it is replaced by the path or URL the exception names (its
+    ``filename``, else the first quoted path in its message), or by "the path".
     """
 
     kind: str
@@ -70,6 +73,18 @@ RULES: tuple[ErrorRule, ...] = (
         "environment, no profile or instance role.",
         "Pass storage_options={'key': ..., 'secret': ...} (zdu: -o key=... -o secret=...), set "
         "the AWS_* variables or a profile, or use anon=True for public buckets.",
+    ),
+    # before the S3 row: an operating-system error ([Errno 13] + file name) is about a local
+    # file's permissions, never about AWS credentials
+    ErrorRule(
+        "local-permission-denied",
+        ("PermissionError",),
+        r"\[Errno (1|13)\]",
+        "The operating system refused access to a local file or folder (permission denied).",
+        "The file or folder (or a folder above it) is not readable, or not writable for an "
+        "operation that writes, by the user running this process or a Dask worker.",
+        "Check the owner and permissions of the path named in the error (ls -l, chmod, chown), "
+        "or run as a user who may read (and write) it; every Dask worker needs the same access.",
     ),
     ErrorRule(
         "s3-access-denied",
@@ -137,7 +152,7 @@ RULES: tuple[ErrorRule, ...] = (
         "path-not-found",
         ("FileNotFoundError",),
         r"does not exist|No such file or directory",
-        "Nothing exists at the path.",
+        "Nothing exists at {path}.",
         "A typo in the path, a relative path resolved from another working directory, or data "
         "that was never written or was moved.",
         _OPEN_FIX,
@@ -208,6 +223,17 @@ RULES: tuple[ErrorRule, ...] = (
         "A writer died mid-write, or the document was edited by hand.",
         "Run `zdu validate STORE` to find the document and `zdu repair STORE --apply` to "
         "restore it from the consolidated metadata when possible.",
+    ),
+    ErrorRule(
+        "metadata-json-too-deep",
+        ("RecursionError",),
+        r"decoding a JSON",
+        "A JSON document (a metadata document or a manifest) is nested too deeply to parse: it "
+        "is not valid metadata.",
+        "The file holds thousands of nested brackets ([[[[…), written by a broken tool or on "
+        "purpose; Python's JSON parser stops at its recursion limit.",
+        "Run `zdu validate STORE` to find the document (it is reported as json-invalid) and "
+        "restore it from a backup, or `zdu repair STORE --apply` when a consolidated copy exists.",
     ),
     ErrorRule(
         "unknown-codec",

@@ -9,6 +9,7 @@ often wrap the telling error (``FileNotFoundError`` from ``NoSuchBucket``).
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +99,20 @@ def _type_name(exc: BaseException) -> str:
     return klass.__qualname__ if module == "builtins" else f"{module}.{klass.__qualname__}"
 
 
+_QUOTED_PATH = re.compile(r"'([^']+)'|\"([^\"]+)\"|^(\S+) does not exist")
+
+
+def _path_named(exc: BaseException) -> str:
+    """The path an exception is about (``filename``, else quoted in its message), redacted."""
+    filename = getattr(exc, "filename", None)
+    if filename:
+        return repr(redact(str(filename)))
+    match = _QUOTED_PATH.search(str(exc))
+    if match:
+        return repr(redact(next(g for g in match.groups() if g)))
+    return "the path"
+
+
 def _find_rule(exc: BaseException) -> tuple[ErrorRule, BaseException] | None:
     for err in exception_chain(exc):
         for rule in RULES:
@@ -162,7 +177,7 @@ def explain_zarr_error(exc: BaseException) -> ErrorExplanation:
     return ErrorExplanation(
         known=True,
         kind=rule.kind,
-        what=rule.what,
+        what=rule.what.replace("{path}", _path_named(err)),
         cause=rule.cause,
         fix=rule.fix,
         exception_type=_type_name(err),

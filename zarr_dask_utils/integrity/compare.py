@@ -14,16 +14,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from dask.delayed import delayed
+from dask.delayed import Delayed, delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
 from zarr_dask_utils._core.chunkgrid import grid_from_document
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.graph import run_graph, task_name
+from zarr_dask_utils._core.decoding.block_reader import read_region
+from zarr_dask_utils._core.decoding.pipeline_decoder import grid_of, open_array
+from zarr_dask_utils._core.graph import task_name
 from zarr_dask_utils._core.hierarchy import (
     ARRAY_V2,
     ZARR_JSON,
@@ -33,15 +36,14 @@ from zarr_dask_utils._core.hierarchy import (
     parse_document,
 )
 from zarr_dask_utils._core.inventory import itemsize_of
-from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
+from zarr_dask_utils._core.locations import Location, StoreLike
 from zarr_dask_utils._core.objectstream import StreamSettings, stream_objects
-from zarr_dask_utils._core.probe import probe_location
+from zarr_dask_utils._core.operation import Operation, operation
+from zarr_dask_utils._core.partition import plan_batches
+from zarr_dask_utils._core.reduce import tree_reduce
 from zarr_dask_utils._core.reports import Finding, sort_findings
 from zarr_dask_utils._core.storeio import join_key, storage_errors
-from zarr_dask_utils.integrity.blockread import read_region
-from zarr_dask_utils.integrity.decode import grid_of, open_array
 from zarr_dask_utils.integrity.metadiff import metadata_differences
-from zarr_dask_utils.integrity.plan import plan_batches
 from zarr_dask_utils.integrity.reports import ComparisonReport
 from zarr_dask_utils.integrity.valuediff import (
     ArrayDiff,
@@ -52,9 +54,12 @@ from zarr_dask_utils.integrity.valuediff import (
 
 __all__ = [
     "ArrayDiff",
+    "ComparePlan",
     "compare_batch_task",
     "compare_stores",
     "compare_values",
+    "comparison_graph",
+    "plan_comparison",
     "same_bytes",
 ]
 
@@ -129,55 +134,39 @@ def _parse_all(raw: Mapping[str, bytes | None]) -> dict[str, Any]:
     return {k: parse_document(v)[0] for k, v in raw.items()}
 
 
-def compare_stores(
-    a: StoreLike,
-    b: StoreLike,
-    *,
-    rtol: float = 0.0,
-    atol: float = 0.0,
-    storage_options: Mapping[str, Any] | None = None,
-    storage_options_b: Mapping[str, Any] | None = None,
-    client: Client | None = None,
-    progress: bool | None = None,
-) -> ComparisonReport:
-    """Compare two hierarchies: metadata and attributes, then every chunk's data.
+@dataclass(frozen=True, slots=True)
+class ComparePlan:
+    """What the chunk comparison will do, decided from both sides' metadata documents.
 
-    Works across formats (2 vs 3) and locations (local vs S3): the classic proof that a
-    copy, a conversion or a rechunked store holds the same data as its source.
-
-    Parameters
-    ----------
-    a, b
-        The two hierarchies (paths, URLs, zarr Stores/Groups/Arrays); *a* is the reference.
-    rtol, atol
-        Tolerance of the value comparison (``numpy.isclose``); NaN equals NaN.
-    storage_options, storage_options_b
-        fsspec options for *a* and *b*.
-    client
-        Dask client.
-    progress
-        Show a progress bar.
-
-    Returns
-    -------
-    ComparisonReport
-        Metadata differences and, per array, differing chunk keys, differing elements and
-        the maximum absolute difference.
+    ``findings`` are the metadata differences; ``sizes`` the ``(objects, bytes per object)``
+    of every array both sides hold with the same shape and dtype; ``modes`` its
+    ``(format a, format b, raw bytes?)``: raw when both store identical array documents.
     """
-    loc_a = resolve_location(a, storage_options=storage_options)
-    loc_b = resolve_location(b, storage_options=storage_options_b)
-    probe_location(loc_a)
-    probe_location(loc_b)
-    runner = loc_a if not loc_a.shareable or loc_b.shareable else loc_b
+
+    findings: list[Finding]
+    sizes: dict[str, tuple[int, int]]
+    modes: dict[str, tuple[int, int, bool]]
+
+    @property
+    def raw_sizes(self) -> dict[str, tuple[int, int]]:
+        """The arrays compared by raw bytes (same codecs and chunking on both sides)."""
+        return {p: v for p, v in self.sizes.items() if self.modes[p][2]}
+
+
+def _read_documents(op: Operation) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """Graph 1: both hierarchies' metadata documents (raw bytes by key)."""
     backup = str(get_option("metadata.backup-prefix"))
-    _, docs_a = build_read_graph(loc_a, exclude_prefix=backup)
-    _, docs_b = build_read_graph(loc_b, exclude_prefix=backup)
-    raw = run_graph(
-        [docs_a, docs_b], location=runner, op="compare", client=client, progress=progress
-    )
-    parsed_a, parsed_b = _parse_all(raw[0]), _parse_all(raw[1])
-    nodes_a = {n.path: n for n in nodes_from_documents(raw[0])}
-    nodes_b = {n.path: n for n in nodes_from_documents(raw[1])}
+    _, docs_a = build_read_graph(op.locations["source"], exclude_prefix=backup)
+    _, docs_b = build_read_graph(op.locations["other"], exclude_prefix=backup)
+    raw_a, raw_b = op.run([docs_a, docs_b])
+    return raw_a, raw_b
+
+
+def plan_comparison(raw_a: Mapping[str, Any], raw_b: Mapping[str, Any]) -> ComparePlan:
+    """Metadata differences, and how each comparable array's chunks will be compared."""
+    parsed_a, parsed_b = _parse_all(raw_a), _parse_all(raw_b)
+    nodes_a = {n.path: n for n in nodes_from_documents(raw_a)}
+    nodes_b = {n.path: n for n in nodes_from_documents(raw_b)}
     findings, comparable = metadata_differences(nodes_a, nodes_b)
     sizes: dict[str, tuple[int, int]] = {}
     modes: dict[str, tuple[int, int, bool]] = {}
@@ -190,9 +179,16 @@ def compare_stores(
         raw_mode = name_a == name_b and _storage_doc(name_a, doc_a) == _storage_doc(name_b, doc_b)
         sizes[path] = (grid.nchunks, math.prod(grid.chunks) * (itemsize_of(name_a, doc_a) or 8))
         modes[path] = (nodes_a[path].zarr_format, nodes_b[path].zarr_format, raw_mode)
+    return ComparePlan(list(findings), sizes, modes)
+
+
+def comparison_graph(
+    loc_a: Location, loc_b: Location, plan: ComparePlan, *, rtol: float, atol: float
+) -> list[Delayed]:
+    """Graph 2: raw-byte batches and value-diff tasks, reduced in a tree to one result."""
     batch_bytes = parse_bytes(str(get_option("integrity.batch-bytes")))
-    raw_sizes = {p: v for p, v in sizes.items() if modes[p][2]}
     settings = StreamSettings.from_config()
+    modes = plan.modes
     tasks = [
         delayed(compare_batch_task, pure=False)(
             loc_a,
@@ -203,9 +199,9 @@ def compare_stores(
             settings,
             dask_key_name=task_name("compare-chunks", loc_a, loc_b, i),
         )
-        for i, batch in enumerate(plan_batches(raw_sizes, batch_bytes))
+        for i, batch in enumerate(plan_batches(plan.raw_sizes, batch_bytes))
     ]
-    for path in sorted(set(sizes) - set(raw_sizes)):  # other chunking or codecs
+    for path in sorted(set(plan.sizes) - set(plan.raw_sizes)):  # other chunking or codecs
         tasks += value_diff_tasks(
             loc_a,
             loc_b,
@@ -216,23 +212,26 @@ def compare_stores(
             block_bytes=batch_bytes // 4,  # a block of each side, rechunk and diff copies
             heap_threshold=settings.heap_threshold,
         )
-    while len(tasks) > 1:
-        tasks = [
-            delayed(merge_diffs, pure=False)(
-                *tasks[i : i + 8],
-                dask_key_name=task_name("compare-reduce", loc_a, loc_b, len(tasks), i),
-            )
-            for i in range(0, len(tasks), 8)
-        ]
-    diffs: dict[str, ArrayDiff] = {}
-    engine = raw.engine
-    if tasks:
-        result = run_graph(tasks, location=runner, op="compare", client=client, progress=progress)
-        diffs, engine = result[0], result.engine
-    summaries = []
-    for path in sorted(modes):
+    return tree_reduce(tasks, merge_diffs, "compare")
+
+
+def _run_comparison(op: Operation, tasks: list[Delayed]) -> Mapping[str, ArrayDiff]:
+    """Run graph 2 (nothing to run when no array is comparable)."""
+    if not tasks:
+        return {}
+    diffs: Mapping[str, ArrayDiff] = op.run(tasks)[0]
+    return diffs
+
+
+def _array_results(
+    plan: ComparePlan, diffs: Mapping[str, ArrayDiff]
+) -> tuple[list[dict[str, Any]], list[Finding]]:
+    """Per compared array a summary dict, and a finding per differing chunk key."""
+    summaries: list[dict[str, Any]] = []
+    findings: list[Finding] = []
+    for path in sorted(plan.modes):
         d = diffs.get(path, ArrayDiff())
-        mode = "raw-bytes" if modes[path][2] else "values"
+        mode = "raw-bytes" if plan.modes[path][2] else "values"
         summaries.append(
             {
                 "path": path,
@@ -266,11 +265,57 @@ def compare_stores(
                     f"... and {d.chunks_differing - len(d.keys)} more differing chunks",
                 )
             )
+    return summaries, findings
+
+
+def compare_stores(
+    a: StoreLike,
+    b: StoreLike,
+    *,
+    rtol: float = 0.0,
+    atol: float = 0.0,
+    storage_options: Mapping[str, Any] | None = None,
+    storage_options_b: Mapping[str, Any] | None = None,
+    client: Client | None = None,
+    progress: bool | None = None,
+) -> ComparisonReport:
+    """Compare two hierarchies: metadata and attributes, then every chunk's data.
+
+    Works across formats (2 vs 3) and locations (local vs S3): the classic proof that a
+    copy, a conversion or a rechunked store holds the same data as its source.  Both graphs
+    run on one client (one embedded cluster at most).
+
+    Parameters
+    ----------
+    a, b
+        The two hierarchies (paths, URLs, zarr Stores/Groups/Arrays); *a* is the reference.
+    rtol, atol
+        Tolerance of the value comparison (``numpy.isclose``); NaN equals NaN.
+    storage_options, storage_options_b
+        fsspec options for *a* and *b*.
+    client
+        Dask client.
+    progress
+        Show a progress bar.
+
+    Returns
+    -------
+    ComparisonReport
+        Metadata differences and, per array, differing chunk keys, differing elements and
+        the maximum absolute difference.
+    """
+    with operation("compare", client=client, progress=progress) as op:
+        loc_a = op.open(a, storage_options=storage_options)
+        loc_b = op.open(b, role="other", storage_options=storage_options_b)
+        raw_a, raw_b = _read_documents(op)
+        plan = plan_comparison(raw_a, raw_b)
+        diffs = _run_comparison(op, comparison_graph(loc_a, loc_b, plan, rtol=rtol, atol=atol))
+        summaries, chunk_findings = _array_results(plan, diffs)
     return ComparisonReport(
         location=loc_a.display,
         other=loc_b.display,
-        engine=engine,
-        findings=sort_findings(findings),
+        engine=op.engine or "",
+        findings=sort_findings(plan.findings + chunk_findings),
         rtol=rtol,
         atol=atol,
         arrays=tuple(summaries),

@@ -1,4 +1,8 @@
-"""Findings of the integrity scans: array documents zarr refuses, and bad decoded objects."""
+"""Findings of the integrity checks (pure: documents, sizes and hashes in, findings out).
+
+Array documents zarr refuses, bad decoded objects, and objects that differ from a checksum
+manifest.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,17 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from zarr_dask_utils._core.decoding.pipeline_decoder import DecodeResult
 from zarr_dask_utils._core.hierarchy import ARRAY_V2, ZARR_JSON, split_key
 from zarr_dask_utils._core.reports import Finding
-from zarr_dask_utils.integrity.decode import DecodeResult
 
-__all__ = ["decode_findings", "metadata_findings"]
+__all__ = [
+    "VERIFY_CODES",
+    "compare_sizes",
+    "decode_findings",
+    "hash_findings",
+    "metadata_findings",
+]
 
 
 def metadata_findings(docs: Mapping[str, Any], broken: Mapping[str, str]) -> list[Finding]:
@@ -86,3 +96,94 @@ def decode_findings(result: DecodeResult) -> list[Finding]:
             )
         )
     return found
+
+
+VERIFY_CODES = (
+    "object-missing",
+    "object-truncated",
+    "object-size-changed",
+    "object-changed",
+    "object-extra",
+)
+
+
+def compare_sizes(
+    expected: Mapping[str, Mapping[str, Any]], sizes: Mapping[str, int]
+) -> tuple[dict[str, list[Finding]], dict[str, int]]:
+    """Findings by code from the listing alone, and the objects whose hash must be checked.
+
+    Missing, truncated, resized and extra objects are told by their sizes; an object of the
+    recorded size goes to *to_hash* (its bytes may still have changed).
+    """
+    found: dict[str, list[Finding]] = {code: [] for code in VERIFY_CODES}
+    to_hash: dict[str, int] = {}
+    for key, entry in expected.items():
+        if key not in sizes:
+            found["object-missing"].append(
+                Finding(
+                    "error",
+                    "object-missing",
+                    key,
+                    f"recorded in the manifest ({entry.get('size')} bytes) but no longer stored",
+                    "restore it from a backup or the source",
+                )
+            )
+        elif sizes[key] < int(entry.get("size", -1)):
+            found["object-truncated"].append(
+                Finding(
+                    "error",
+                    "object-truncated",
+                    key,
+                    f"{sizes[key]} bytes stored, {entry.get('size')} recorded: truncated",
+                    "restore it from a backup or the source",
+                )
+            )
+        elif sizes[key] != int(entry.get("size", -1)):
+            found["object-size-changed"].append(
+                Finding(
+                    "error",
+                    "object-size-changed",
+                    key,
+                    f"{sizes[key]} bytes stored, {entry.get('size')} recorded",
+                    "restore it, or recreate the manifest if the change was intended",
+                )
+            )
+        else:
+            to_hash[key] = sizes[key]
+    for key in sizes:
+        if key not in expected:
+            found["object-extra"].append(
+                Finding(
+                    "warning",
+                    "object-extra",
+                    key,
+                    "stored but not in the manifest (written after it was created?)",
+                    "recreate the manifest if the object belongs to the data",
+                )
+            )
+    return found, to_hash
+
+
+def hash_findings(
+    hashed: Mapping[str, Mapping[str, Any] | None],
+    expected: Mapping[str, Mapping[str, Any]],
+    algorithm: str,
+    found: dict[str, list[Finding]],
+) -> None:
+    """Add to *found* the objects whose hash differs from the manifest (or that vanished)."""
+    for key, got in sorted(hashed.items()):
+        if got is None:
+            found["object-missing"].append(
+                Finding("error", "object-missing", key, "deleted while being verified")
+            )
+        elif got["hash"] != expected[key].get("hash"):
+            found["object-changed"].append(
+                Finding(
+                    "error",
+                    "object-changed",
+                    key,
+                    f"same size, different {algorithm} hash: the bytes changed (bit rot, or a "
+                    "rewrite)",
+                    "restore it from a backup or the source",
+                )
+            )

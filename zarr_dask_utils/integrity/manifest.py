@@ -33,17 +33,21 @@ from dask.delayed import delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
+from zarr_dask_utils._core.canonical import canonical_of_url, refuse_overlap
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.graph import run_graph, task_name
+from zarr_dask_utils._core.graph import task_name
 from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.listing import list_sizes_task
-from zarr_dask_utils._core.locations import Location, StoreLike, redact, resolve_location
+from zarr_dask_utils._core.locations import Location, StoreLike, redact
 from zarr_dask_utils._core.objectstream import StreamSettings, stream_objects
-from zarr_dask_utils._core.probe import probe_location
-from zarr_dask_utils._core.reports import Finding, sort_findings
+from zarr_dask_utils._core.operation import Operation, operation
+from zarr_dask_utils._core.outputs import probe_file_writable
+from zarr_dask_utils._core.partition import partition_keys
+from zarr_dask_utils._core.reports import sort_findings
 from zarr_dask_utils._core.storeio import join_key, storage_errors
-from zarr_dask_utils.integrity.plan import cap, partition_keys
+from zarr_dask_utils.integrity.findings import compare_sizes, hash_findings
+from zarr_dask_utils.integrity.plan import cap
 from zarr_dask_utils.integrity.reports import ManifestReport, ManifestVerificationReport
 
 __all__ = ["MANIFEST_FORMAT", "MANIFEST_VERSION", "create_manifest", "hash_task", "verify_manifest"]
@@ -90,14 +94,10 @@ def _check_algorithm(algorithm: str) -> str:
 
 
 def _hash_graph(
-    location: Location,
-    sizes: Mapping[str, int],
-    algorithm: str,
-    *,
-    op: str,
-    client: Client | None,
-    progress: bool | None,
-) -> tuple[dict[str, dict[str, Any] | None], str]:
+    op: Operation, sizes: Mapping[str, int], algorithm: str
+) -> dict[str, dict[str, Any] | None]:
+    """Hash the objects *sizes* names, in tasks of about ``integrity.hash-batch-bytes``."""
+    location = op.locations["source"]
     batch = parse_bytes(str(get_option("integrity.hash-batch-bytes")))
     settings = StreamSettings.from_config()
     tasks = [
@@ -106,27 +106,24 @@ def _hash_graph(
             {k: sizes[k] for k in keys},
             algorithm,
             settings,
-            dask_key_name=task_name(f"{op}-hash", location, i),
+            dask_key_name=task_name(f"{op.name}-hash", location, i),
         )
         for i, keys in enumerate(partition_keys(sizes, batch))
     ]
-    if not tasks:
-        return {}, ""
-    result = run_graph(tasks, location=location, op=op, client=client, progress=progress)
     merged: dict[str, dict[str, Any] | None] = {}
-    for part in result:
+    for part in op.run(tasks) if tasks else ():
         merged.update(part)
-    return merged, result.engine
+    return merged
 
 
-def _list(
-    location: Location, op: str, client: Client | None, progress: bool | None
-) -> tuple[dict[str, int], str]:
+def _list(op: Operation) -> dict[str, int]:
+    """Every object of the source with its size: one listing task."""
+    location = op.locations["source"]
     listing = delayed(list_sizes_task, pure=False)(
-        location, dask_key_name=task_name(f"{op}-list", location)
+        location, dask_key_name=task_name(f"{op.name}-list", location)
     )
-    result = run_graph([listing], location=location, op=op, client=client, progress=progress)
-    return result[0], result.engine
+    [sizes] = op.run([listing])
+    return dict(sizes)
 
 
 def write_document(
@@ -226,6 +223,13 @@ def create_manifest(
     -------
     ManifestReport
         Counts, where it was written, and the manifest itself in ``document``.
+
+    Raises
+    ------
+    OverlappingLocationsError
+        *output* lies inside the store (or is the store); nothing was read.
+    OutputNotWritableError
+        An empty test write beside *output* failed; checked before the store is read.
     """
     algorithm = _check_algorithm(str(get_option("integrity.manifest-algorithm", algorithm)))
     if output is not None and output_storage_options and not _is_url(os.fspath(output)):
@@ -233,12 +237,22 @@ def create_manifest(
             f"output_storage_options were given for the local path {os.fspath(output)!r}, where "
             "they would be ignored; remove them, or write to a URL such as s3://bucket/m.json."
         )
-    location = resolve_location(store, storage_options=storage_options)
-    probe_location(location)
-    sizes, engine = _list(location, "manifest", client, progress)
-    hashed, engine2 = _hash_graph(
-        location, sizes, algorithm, op="manifest", client=client, progress=progress
-    )
+    with operation("manifest", client=client, progress=progress) as op:
+        location = op.open(store, storage_options=storage_options, probe=False)
+        if output is not None:  # before any request to the store: never hash in vain
+            where = canonical_of_url(os.fspath(output))
+            refuse_overlap(location, where, what="manifest output", source_name="store")
+            probe_file_writable(output, output_storage_options, what="manifest output")
+            op.open(
+                output,
+                role="output",
+                storage_options=output_storage_options,
+                read_only=False,
+                probe=False,
+                in_graph=False,  # written here, by this process
+            )
+        op.probe("source")
+        hashed = _hash_graph(op, _list(op), algorithm)
     objects = {k: v for k, v in sorted(hashed.items()) if v is not None}
     doc = {
         "format": MANIFEST_FORMAT,
@@ -253,7 +267,7 @@ def create_manifest(
     written = None if output is None else write_document(doc, output, output_storage_options)
     return ManifestReport(
         location=location.display,
-        engine=engine2 or engine,
+        engine=op.engine or "",
         algorithm=algorithm,
         objects=len(objects),
         total_bytes=int(doc["total_bytes"]),
@@ -288,90 +302,25 @@ def verify_manifest(
     -------
     ManifestVerificationReport
     """
-    doc, name = read_document(manifest, manifest_storage_options)
-    algorithm = str(doc["algorithm"])
-    expected: Mapping[str, Mapping[str, Any]] = doc["objects"]
-    location = resolve_location(store, storage_options=storage_options)
-    probe_location(location, allow_missing_root=True)
-    sizes, engine = _list(location, "manifest-verify", client, progress)
-    found: dict[str, list[Finding]] = {
-        c: []
-        for c in (
-            "object-missing",
-            "object-truncated",
-            "object-size-changed",
-            "object-changed",
-            "object-extra",
-        )
-    }
-    to_hash: dict[str, int] = {}
-    for key, entry in expected.items():
-        if key not in sizes:
-            found["object-missing"].append(
-                Finding(
-                    "error",
-                    "object-missing",
-                    key,
-                    f"recorded in the manifest ({entry.get('size')} bytes) but no longer stored",
-                    "restore it from a backup or the source",
-                )
+    with operation("manifest-verify", client=client, progress=progress) as op:
+        if not isinstance(manifest, Mapping):  # read here, by this process
+            op.open(
+                manifest,
+                role="manifest",
+                storage_options=manifest_storage_options,
+                probe=False,
+                in_graph=False,
             )
-        elif sizes[key] < int(entry.get("size", -1)):
-            found["object-truncated"].append(
-                Finding(
-                    "error",
-                    "object-truncated",
-                    key,
-                    f"{sizes[key]} bytes stored, {entry.get('size')} recorded: truncated",
-                    "restore it from a backup or the source",
-                )
-            )
-        elif sizes[key] != int(entry.get("size", -1)):
-            found["object-size-changed"].append(
-                Finding(
-                    "error",
-                    "object-size-changed",
-                    key,
-                    f"{sizes[key]} bytes stored, {entry.get('size')} recorded",
-                    "restore it, or recreate the manifest if the change was intended",
-                )
-            )
-        else:
-            to_hash[key] = sizes[key]
-    for key in sizes:
-        if key not in expected:
-            found["object-extra"].append(
-                Finding(
-                    "warning",
-                    "object-extra",
-                    key,
-                    "stored but not in the manifest (written after it was created?)",
-                    "recreate the manifest if the object belongs to the data",
-                )
-            )
-    hashed, engine2 = _hash_graph(
-        location, to_hash, algorithm, op="manifest-verify", client=client, progress=progress
-    )
-    for key, got in sorted(hashed.items()):
-        if got is None:
-            found["object-missing"].append(
-                Finding("error", "object-missing", key, "deleted while being verified")
-            )
-        elif got["hash"] != expected[key].get("hash"):
-            found["object-changed"].append(
-                Finding(
-                    "error",
-                    "object-changed",
-                    key,
-                    f"same size, different {algorithm} hash: the bytes changed (bit rot, or a "
-                    "rewrite)",
-                    "restore it from a backup or the source",
-                )
-            )
+        doc, name = read_document(manifest, manifest_storage_options)
+        algorithm = str(doc["algorithm"])
+        expected: Mapping[str, Mapping[str, Any]] = doc["objects"]
+        location = op.open(store, storage_options=storage_options, allow_missing_root=True)
+        found, to_hash = compare_sizes(expected, _list(op))
+        hash_findings(_hash_graph(op, to_hash, algorithm), expected, algorithm, found)
     findings = [f for items in found.values() for f in cap(items)]
     return ManifestVerificationReport(
         location=location.display,
-        engine=engine2 or engine,
+        engine=op.engine or "",
         findings=sort_findings(findings),
         algorithm=algorithm,
         manifest=name,

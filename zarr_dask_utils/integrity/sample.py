@@ -10,22 +10,16 @@ from typing import Any
 from dask.utils import parse_bytes
 from distributed import Client
 
-from zarr_dask_utils._core.cluster import client_for, cluster_threads
 from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.decoding.pipeline_decoder import grid_of, open_array
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.locations import StoreLike, resolve_location
-from zarr_dask_utils._core.probe import probe_location
+from zarr_dask_utils._core.locations import StoreLike
+from zarr_dask_utils._core.operation import operation
+from zarr_dask_utils._core.partition import largest_first, plan_batches
 from zarr_dask_utils._core.reports import sort_findings
 from zarr_dask_utils._core.storeio import storage_errors
-from zarr_dask_utils.integrity.decode import grid_of, open_array
 from zarr_dask_utils.integrity.findings import decode_findings
-from zarr_dask_utils.integrity.plan import (
-    largest_first,
-    miss_probability,
-    plan_batches,
-    sample_indices,
-    smallest_detectable,
-)
+from zarr_dask_utils.integrity.plan import miss_probability, sample_indices, smallest_detectable
 from zarr_dask_utils.integrity.reports import ChunkSampleReport
 from zarr_dask_utils.integrity.scan import run_scan
 
@@ -90,30 +84,26 @@ def verify_chunks(
     """
     if not 0 < sample_rate <= 1:
         raise InvalidOptionError(f"sample_rate={sample_rate} must be in (0, 1], e.g. 0.1.")
-    location = resolve_location(array, storage_options=storage_options)
     seed = secrets.randbits(32) if seed is None else int(seed)
-    with storage_errors(location.display):
-        store = location.open_store()
-        if probe_location(location).root_kind == "group":
+    with operation("verify-chunks", client=client, progress=progress) as op:
+        location = op.open(array, storage_options=storage_options)
+        if op.probes["source"].root_kind == "group":
             raise InvalidOptionError(
                 f"{location.display} is a group: verify_chunks samples one array. Pass the "
                 "array's own path or URL (e.g. 'store.zarr/temperature'), or on the command "
                 "line `zdu verify-chunks STORE --array temperature`; `zdu info STORE` lists them."
             )
-        opened = open_array(store, location.path, "", None)
-    grid = grid_of(opened, "")
-    fmt = opened.metadata.zarr_format
-    picked = sample_indices(grid.nchunks, sample_rate, seed)
-    per = max(1, math.prod(grid.chunks) * opened.dtype.itemsize)
-    batch = parse_bytes(str(get_option("integrity.batch-bytes")))
-    with client_for(location, client) as cl:
-        threads = cluster_threads(cl)
+        with storage_errors(location.display):
+            opened = open_array(location.open_store(), location.path, "", None)
+        grid = grid_of(opened, "")
+        fmt = opened.metadata.zarr_format
+        picked = sample_indices(grid.nchunks, sample_rate, seed)
+        per = max(1, math.prod(grid.chunks) * opened.dtype.itemsize)
+        batch = parse_bytes(str(get_option("integrity.batch-bytes")))
         sample = {"": (len(picked), per)}  # batches over positions in `picked`
-        batches = largest_first(plan_batches(sample, batch, threads), sample)
+        batches = largest_first(plan_batches(sample, batch, op.threads), sample)
         work = [tuple(("", fmt, picked[x.start : x.stop]) for x in b) for b in batches]
-        decoded, engine = run_scan(
-            location, work, op="verify-chunks", stats=False, client=cl, progress=progress
-        )
+        decoded, engine = run_scan(op, work, stats=False)
     probs, detectable, text = sample_statement(grid.nchunks, len(picked), decoded.bad_count)
     return ChunkSampleReport(
         location=location.display,

@@ -4,10 +4,10 @@ The inventory (always): one listing with sizes on a worker, the metadata documen
 from it, and the inventory built next to the listing; only the documents and the small
 inventory reach the client.  The decode scan (``deep=True``): batches of about
 ``integrity.batch-bytes`` uncompressed bytes, each decoding its objects with numcodecs
-directly (:mod:`~zarr_dask_utils.integrity.direct`) or, for other codec chains, with zarr's
-pipeline; results are reduced in a tree.  When the client knows the arrays without a listing
-(a root array, consolidated metadata) both run in one graph, re-planned if the stored
-documents differ.
+directly (:mod:`~zarr_dask_utils._core.decoding.direct_decoder`) or, for other codec
+chains, with zarr's pipeline; results are reduced in a tree.  When the client knows the arrays
+without a listing (a root array, consolidated metadata) both run in one graph, re-planned if
+the stored documents differ.
 """
 
 from __future__ import annotations
@@ -24,9 +24,16 @@ from dask.utils import parse_bytes
 from distributed import Client
 
 from zarr_dask_utils._core.chunkgrid import grid_from_document
-from zarr_dask_utils._core.cluster import client_for, cluster_threads
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.graph import run_graph, task_name
+from zarr_dask_utils._core.decoding.direct_decoder import decode_direct, direct_chain
+from zarr_dask_utils._core.decoding.pipeline_decoder import (
+    DecodeResult,
+    blosc_threads,
+    decode_objects,
+    grid_of,
+    open_array,
+)
+from zarr_dask_utils._core.graph import task_name
 from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.hierarchy import (
     ARRAY_V2,
@@ -37,27 +44,17 @@ from zarr_dask_utils._core.hierarchy import (
 )
 from zarr_dask_utils._core.inventory import Inventory, array_documents, itemsize_of
 from zarr_dask_utils._core.inventory_graph import build_inventory_graph
-from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
+from zarr_dask_utils._core.locations import Location, StoreLike
+from zarr_dask_utils._core.naming import option_text
 from zarr_dask_utils._core.objectstream import StreamSettings
-from zarr_dask_utils._core.probe import Probe, probe_location
+from zarr_dask_utils._core.operation import Operation, operation
+from zarr_dask_utils._core.partition import largest_first, plan_batches
+from zarr_dask_utils._core.probe import Probe
+from zarr_dask_utils._core.reduce import tree_reduce
 from zarr_dask_utils._core.reports import sort_findings
 from zarr_dask_utils._core.storeio import join_key, read_keys, storage_errors
-from zarr_dask_utils.integrity.decode import (
-    DecodeResult,
-    blosc_threads,
-    decode_objects,
-    grid_of,
-    open_array,
-)
-from zarr_dask_utils.integrity.direct import decode_direct, direct_chain
 from zarr_dask_utils.integrity.findings import decode_findings, metadata_findings
-from zarr_dask_utils.integrity.plan import (
-    MISSING_NOTE,
-    MissingPolicy,
-    inventory_findings,
-    largest_first,
-    plan_batches,
-)
+from zarr_dask_utils.integrity.plan import MISSING_NOTE, MissingPolicy, inventory_findings
 from zarr_dask_utils.integrity.reports import IntegrityReport
 
 __all__ = ["check_data_integrity", "merge_results", "run_scan", "scan_batch_task", "scan_graph"]
@@ -132,27 +129,6 @@ def merge_results(*parts: DecodeResult) -> DecodeResult:
     return total
 
 
-def reduce_tree(
-    parts: list[Delayed], op: str, token: Any, split_every: int = 8, keep: int = 1
-) -> list[Delayed]:
-    """Combine delayed :class:`DecodeResult` objects *split_every* at a time.
-
-    Stops when at most *keep* are left: the client merges those, one scheduling round trip
-    less than reducing to one on the cluster.
-    """
-    level = 0
-    while len(parts) > max(1, keep):
-        parts = [
-            delayed(merge_results, pure=False)(
-                *parts[i : i + split_every],
-                dask_key_name=task_name(f"{op}-reduce", token, level, i),
-            )
-            for i in range(0, len(parts), split_every)
-        ]
-        level += 1
-    return parts
-
-
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -169,27 +145,23 @@ def array_summaries(inv: Inventory, stats: Mapping[str, Any] | None) -> tuple[di
 
 
 def read_inventory(
-    location: Location,
+    op: Operation,
     *,
-    op: str,
-    client: Client | None,
-    progress: bool | None,
     also: Sequence[Delayed] = (),
     nparts: int = 4,
 ) -> tuple[dict[str, Any], dict[str, str], Inventory, str, DecodeResult]:
     """One listing with sizes, the documents, the inventory beside the listing.
 
-    *also* (decode tasks planned without the listing) run in the same graph; their merged
-    result is returned last (an empty :class:`DecodeResult` without them).  *nparts* tasks
-    read the documents.
+    Runs one graph of *op* on its ``source`` location.  *also* (decode tasks planned without
+    the listing) run in the same graph; their merged result is returned last (an empty
+    :class:`DecodeResult` without them).  *nparts* tasks read the documents.
     """
+    location = op.locations["source"]
     backup = str(get_option("metadata.backup-prefix"))
     # the listing chain first: short tasks that would otherwise wait behind decode batches
     with dask.annotate(priority=100):
         _, raw, inv = build_inventory_graph(location, exclude_prefix=backup, nparts=nparts)
-    result = run_graph(
-        [raw, inv, *also], location=location, op=op, client=client, progress=progress
-    )
+    result = op.run([raw, inv, *also])
     raw_docs, inventory = result[0], result[1]
     decoded = merge_results(*result[2:])
     docs: dict[str, Any] = {}
@@ -280,11 +252,11 @@ def same_layouts(
     return all(decode_layout(*planned[p]) == decode_layout(*actual[p]) for p in actual)
 
 
-def scan_graph(location: Location, work: list[Work], *, op: str, stats: bool) -> list[Delayed]:
-    """One task per batch of work, reduced in a tree to at most 32 partial results.
+def scan_graph(location: Location, work: Sequence[Work], *, op: str, stats: bool) -> list[Delayed]:
+    """One task per batch of work, reduced in a tree (:func:`tree_reduce`) to at most 32 results.
 
     Tasks run in plan order (priorities), so the small batches of the last round
-    (:func:`~zarr_dask_utils.integrity.plan.batch_bounds`) come last.  Compute the returned
+    (:func:`~zarr_dask_utils._core.partition.batch_bounds`) come last.  Compute the returned
     collections and fold their values together with :func:`merge_results`.
     """
     settings = StreamSettings.from_config()
@@ -304,53 +276,32 @@ def scan_graph(location: Location, work: list[Work], *, op: str, stats: bool) ->
                     dask_key_name=task_name(f"{op}-decode", location, i),
                 )
             )
-    return reduce_tree(tasks, op, (location, len(work)), keep=32)
+    return tree_reduce(tasks, merge_results, op, keep=32)
 
 
-def run_scan(
-    location: Location,
-    work: list[Work],
-    *,
-    op: str,
-    stats: bool,
-    client: Client | None,
-    progress: bool | None,
-) -> tuple[DecodeResult, str]:
-    """Run :func:`scan_graph` for *work*; the merged result and the engine that ran it."""
-    result = run_graph(
-        scan_graph(location, work, op=op, stats=stats),
-        location=location,
-        op=op,
-        client=client,
-        progress=progress,
-    )
+def run_scan(op: Operation, work: Sequence[Work], *, stats: bool) -> tuple[DecodeResult, str]:
+    """Run :func:`scan_graph` for *work* on *op*'s source; the merged result and the engine."""
+    result = op.run(scan_graph(op.locations["source"], work, op=op.name, stats=stats))
     return merge_results(*result), result.engine
 
 
 def _run_check(
-    location: Location,
-    probe: Probe,
-    client: Client | None,
-    *,
-    deep: bool,
-    nan_check: bool,
-    progress: bool | None,
+    op: Operation, *, deep: bool, nan_check: bool
 ) -> tuple[dict[str, Any], dict[str, str], Inventory, str, DecodeResult, float]:
     """The graphs of a check: inventory, and (deep) the decode scan, in one when possible."""
+    location, probe = op.locations["source"], op.probes["source"]
     batch = parse_bytes(str(get_option("integrity.batch-bytes")))
-    threads = cluster_threads(client)
+    threads = op.threads
     planned = known_arrays(location, probe) if deep else None
     start = time.perf_counter()
     tree: list[Delayed] = []
     if planned is not None:  # decode while the listing runs, in the same graph
         work = array_work(planned, batch, threads)
-        tree = scan_graph(location, work, op="check", stats=nan_check)
+        tree = scan_graph(location, work, op=op.name, stats=nan_check)
     # a few known arrays: one task reads the documents (each task is a scheduling round trip)
     per_task = int(get_option("io.documents-per-task"))
     nparts = 4 if planned is None else max(1, min(4, -(-2 * len(planned) // per_task)))
-    docs, broken, inv, engine, decoded = read_inventory(
-        location, op="check", client=client, progress=progress, also=tree, nparts=nparts
-    )
+    docs, broken, inv, engine, decoded = read_inventory(op, also=tree, nparts=nparts)
     if not deep:
         return docs, broken, inv, engine, DecodeResult(), 0.0
     invalid = {
@@ -363,9 +314,7 @@ def _run_check(
         if planned is not None:
             logger.info("the consolidated metadata of %s is stale: re-planning", location.display)
         work = array_work(arrays, batch, threads)
-        decoded, _ = run_scan(
-            location, work, op="check", stats=nan_check, client=client, progress=progress
-        )
+        decoded, _ = run_scan(op, work, stats=nan_check)
     for path in invalid:
         decoded.unreadable.pop(path, None)
     seconds = time.perf_counter() - start
@@ -436,19 +385,17 @@ def check_data_integrity(
         raise InvalidOptionError(
             f"missing_chunks={missing_chunks!r} is not one of 'info', 'warning', 'error'."
         )
-    location = resolve_location(store, storage_options=storage_options)
-    probe = probe_location(location)
-    with client_for(location, client) as cl:  # both graphs on one client
-        docs, broken, inv, engine, decoded, seconds = _run_check(
-            location, probe, cl, deep=deep, nan_check=nan_check, progress=progress
-        )
+    with operation("check", client=client, progress=progress) as op:  # both graphs: one client
+        location = op.open(store, storage_options=storage_options)
+        probe = op.probes["source"]
+        docs, broken, inv, engine, decoded, seconds = _run_check(op, deep=deep, nan_check=nan_check)
     findings = metadata_findings(docs, broken)
     findings += inventory_findings(inv, missing_chunks=missing_chunks)
     notes = [MISSING_NOTE] if any(a.missing for a in inv.arrays.values()) else []
     if deep:
         findings += decode_findings(decoded)
     else:
-        notes.append("shallow check: chunks were not decoded (use deep=True / --deep)")
+        notes.append(f"shallow check: chunks were not decoded (use {option_text('deep', True)})")
     return IntegrityReport(
         location=location.display,
         engine=engine,

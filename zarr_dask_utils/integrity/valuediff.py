@@ -22,13 +22,13 @@ import numpy as np
 from dask.delayed import Delayed, delayed
 
 from zarr_dask_utils._core.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.decoding.block_reader import DirectBlockReader
 from zarr_dask_utils._core.graph import task_name
 from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.inventory import MAX_LISTED
 from zarr_dask_utils._core.locations import Location
+from zarr_dask_utils._core.partition import aligned_block
 from zarr_dask_utils._core.storeio import join_key
-from zarr_dask_utils.integrity.blockread import DirectBlockReader
-from zarr_dask_utils.integrity.plan import aligned_block
 
 __all__ = [
     "ArrayDiff",

@@ -18,7 +18,7 @@ from zarr_dask_utils._core.errors import ReadOnlyStoreError
 from zarr_dask_utils._core.locations import Location
 from zarr_dask_utils._core.storeio import join_key, storage_errors, write_keys
 
-__all__ = ["backup_folder", "write_documents"]
+__all__ = ["backup_folder", "replace_documents"]
 
 
 def backup_folder() -> str:
@@ -27,10 +27,12 @@ def backup_folder() -> str:
     return f"{get_option('metadata.backup-prefix')}/{stamp}-{uuid.uuid4().hex[:6]}"
 
 
-def write_documents(
+def replace_documents(
     location: Location,
     writes: Sequence[tuple[str, bytes]],
     old: Mapping[str, bytes | None],
+    *,
+    backup: bool = True,
 ) -> tuple[list[str], list[str]]:
     """Back up the documents *writes* replace, then write them in order.
 
@@ -43,6 +45,9 @@ def write_documents(
         write (the switch-over document, e.g. consolidated metadata, last).
     old
         Current content of the keys (``None`` when absent), as read before.
+    backup
+        Copy the documents replaced first (default).  ``False`` only for documents the
+        caller itself wrote moments before (nobody else's data is replaced).
 
     Returns
     -------
@@ -56,7 +61,9 @@ def write_documents(
         )
     folder = backup_folder()
     backups = {
-        join_key(folder, key): content for key, _ in writes if (content := old.get(key)) is not None
+        join_key(folder, key): content
+        for key, _ in writes
+        if backup and (content := old.get(key)) is not None
     }
     with storage_errors(location.display):
         store = location.open_store()

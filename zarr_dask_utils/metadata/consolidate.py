@@ -9,16 +9,17 @@ from distributed import Client
 
 from zarr_dask_utils._core.errors import NotAZarrStoreError
 from zarr_dask_utils._core.hierarchy import CONSOLIDATED_V2, ZARR_JSON
-from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils.metadata.apply import write_documents
-from zarr_dask_utils.metadata.consolidated import (
+from zarr_dask_utils._core.locations import Location, StoreLike
+from zarr_dask_utils._core.operation import operation
+from zarr_dask_utils.metadata.apply import replace_documents
+from zarr_dask_utils.metadata.consolidated_state import (
     current_entries,
     diff_entries,
     dropped_parents,
     expected_entries,
     render_consolidated,
 )
-from zarr_dask_utils.metadata.inspect import inspect_metadata
+from zarr_dask_utils.metadata.inspection import inspect_metadata
 from zarr_dask_utils.metadata.reports import ConsolidationReport
 
 __all__ = ["consolidate_metadata"]
@@ -27,12 +28,13 @@ _BLOCKING = ("json-invalid", "group-document-missing", "array-document-missing",
 
 
 def consolidate_metadata(
-    store: StoreLike,
+    store: StoreLike | Location,
     *,
     storage_options: Mapping[str, Any] | None = None,
     client: Client | None = None,
     dry_run: bool = False,
     progress: bool | None = None,
+    backup: bool = True,
 ) -> ConsolidationReport:
     """Write consolidated metadata (format 2 ``.zmetadata``, format 3 the root ``zarr.json``).
 
@@ -46,7 +48,9 @@ def consolidate_metadata(
     Parameters
     ----------
     store
-        A path, URL, zarr Store/Group or fsspec mapper: the root group of the hierarchy.
+        A path, URL, zarr Store/Group or fsspec mapper: the root group of the hierarchy
+        (or a location another operation resolved: called inside that operation, e.g. by
+        :func:`~zarr_dask_utils.rechunk_array`, this one runs on its client).
     storage_options
         fsspec options for URLs.
     client
@@ -55,6 +59,10 @@ def consolidate_metadata(
         Report what would change without writing.
     progress
         Show a progress bar (``None``: only when a human watches).
+    backup
+        Back up the document replaced (default).  ``False`` when the caller has just
+        written the hierarchy itself (e.g. :func:`~zarr_dask_utils.rechunk_array` finishing
+        a target it created), so the backup would only copy its own fresh root document.
 
     Returns
     -------
@@ -74,21 +82,17 @@ def consolidate_metadata(
     >>> consolidate_metadata(g, progress=False).written
     True
     """
-    seen = inspect_metadata(
-        store,
-        op="consolidate",
-        storage_options=storage_options,
-        client=client,
-        progress=progress,
-        read_only=dry_run,
-        check_chunks=False,
-    )
-    where = seen.location.display
-    if seen.probe.root_kind == "array":
-        raise NotAZarrStoreError(
-            f"{where} is an array; consolidated metadata belongs to a group. Pass the group "
-            "that contains it."
+    with operation("consolidate", client=client, progress=progress) as op:
+        location = op.open(
+            store, storage_options=storage_options, read_only=dry_run, allow_missing_root=True
         )
+        if op.probe().root_kind == "array":  # bad input fails before a cluster starts
+            raise NotAZarrStoreError(
+                f"{location.display} is an array; consolidated metadata belongs to a group. "
+                "Pass the group that contains it."
+            )
+        seen = inspect_metadata(op, check_chunks=False)
+    where = seen.location.display
     parsed = seen.parsed
     root_key = ZARR_JSON if parsed.zarr_format == 3 else ".zgroup"
     if root_key not in parsed.docs:
@@ -105,7 +109,9 @@ def consolidate_metadata(
     written: list[str] = []
     backups: list[str] = []
     if changed and not dry_run:
-        written, backups = write_documents(seen.location, [(key, content)], seen.raw)
+        written, backups = replace_documents(
+            seen.location, [(key, content)], seen.raw, backup=backup
+        )
     findings = tuple(f for f in seen.findings if f.code in _BLOCKING)
     return ConsolidationReport(
         location=where,

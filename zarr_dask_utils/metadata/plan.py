@@ -23,7 +23,7 @@ from typing import Any
 from zarr_dask_utils._core.hierarchy import ARRAY_V2, ATTRS_V2, GROUP_V2, ZARR_JSON, split_key
 from zarr_dask_utils._core.reports import Finding
 from zarr_dask_utils._core.storeio import join_key
-from zarr_dask_utils.metadata.consolidated import (
+from zarr_dask_utils.metadata.consolidated_state import (
     current_entries,
     diff_entries,
     dropped_parents,

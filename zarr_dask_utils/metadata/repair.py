@@ -7,11 +7,10 @@ from typing import Any
 
 from distributed import Client
 
-from zarr_dask_utils._core.cluster import client_for
-from zarr_dask_utils._core.locations import StoreLike, resolve_location
-from zarr_dask_utils._core.probe import probe_location
-from zarr_dask_utils.metadata.apply import write_documents
-from zarr_dask_utils.metadata.inspect import inspect_metadata
+from zarr_dask_utils._core.locations import StoreLike
+from zarr_dask_utils._core.operation import operation
+from zarr_dask_utils.metadata.apply import replace_documents
+from zarr_dask_utils.metadata.inspection import inspect_metadata
 from zarr_dask_utils.metadata.plan import plan_repairs
 from zarr_dask_utils.metadata.reports import RepairReport
 
@@ -69,16 +68,9 @@ def repair_metadata(
     >>> repair_metadata(g, progress=False).actions
     ()
     """
-    location = resolve_location(store, storage_options=storage_options, read_only=dry_run)
-    probe_location(location, allow_missing_root=True)  # bad input fails before a cluster starts
-    with client_for(location, client) as client:  # one embedded cluster for both reads
-        seen = inspect_metadata(
-            location,
-            op="repair",
-            client=client,
-            progress=progress,
-            read_only=dry_run,
-        )
+    with operation("repair", client=client, progress=progress) as op:
+        op.open(store, storage_options=storage_options, read_only=dry_run, allow_missing_root=True)
+        seen = inspect_metadata(op)  # bad input failed above, before a cluster starts
         plan = plan_repairs(
             seen.parsed,
             seen.findings,
@@ -90,10 +82,9 @@ def repair_metadata(
         remaining = plan.unrepairable
         if plan.actions and not dry_run:
             writes = [(a.key, a.content) for a in plan.actions]
-            applied, backups = write_documents(seen.location, writes, seen.raw)
-            after = inspect_metadata(
-                seen.location, op="repair-verify", client=client, progress=False, read_only=False
-            )
+            applied, backups = replace_documents(seen.location, writes, seen.raw)
+            # the same operation: the same cluster re-reads what was written
+            after = inspect_metadata(op, progress=False, task_prefix="repair-verify")
             remaining = tuple(f for f in after.findings if f.severity != "info")
     return RepairReport(
         location=seen.location.display,

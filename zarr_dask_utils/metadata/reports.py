@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from zarr_dask_utils._core.naming import option_text
 from zarr_dask_utils._core.reports import Report
 from zarr_dask_utils.metadata.plan import RepairAction
 
@@ -103,7 +104,7 @@ class RepairReport(Report):
     def summary_lines(self) -> Sequence[str]:
         """Mode, the actions, the backups and what is left."""
         mode = (
-            "dry run, nothing written (dry_run=False / --apply writes)"
+            f"dry run, nothing written ({option_text('dry_run', False)} writes)"
             if self.dry_run
             else "applied"
         )

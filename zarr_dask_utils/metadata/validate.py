@@ -8,7 +8,8 @@ from typing import Any
 from distributed import Client
 
 from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils.metadata.inspect import consolidated_status, inspect_metadata
+from zarr_dask_utils._core.operation import operation
+from zarr_dask_utils.metadata.inspection import consolidated_status, inspect_metadata
 from zarr_dask_utils.metadata.reports import ValidationReport
 
 __all__ = ["validate_metadata"]
@@ -65,9 +66,9 @@ def validate_metadata(
     >>> validate_metadata(g, progress=False).ok
     True
     """
-    seen = inspect_metadata(
-        store, op="validate", storage_options=storage_options, client=client, progress=progress
-    )
+    with operation("validate", client=client, progress=progress) as op:
+        op.open(store, storage_options=storage_options, allow_missing_root=True)
+        seen = inspect_metadata(op)
     status = consolidated_status(seen.parsed, seen.findings)
     kinds = [seen.parsed.node_kind(p) for p in seen.parsed.node_paths()]
     return ValidationReport(

@@ -2,32 +2,29 @@
 
 Metadata only: shapes, chunks, shards and dimension names come from
 :func:`~zarr_dask_utils.walk_hierarchy` (one Dask graph reading the documents); no chunk is
-read.  The arithmetic lives in the pure :mod:`~zarr_dask_utils.optimize.patterns` and
-:mod:`~zarr_dask_utils.optimize.cost_model`.
+read.  The arithmetic lives in the pure, shared :mod:`~zarr_dask_utils._core.access_patterns`,
+:mod:`~zarr_dask_utils._core.cost_model` and :mod:`~zarr_dask_utils._core.chunk_choice`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from dask.utils import parse_bytes
 from distributed import Client
 
+from zarr_dask_utils._core.access_patterns import resolve_patterns
+from zarr_dask_utils._core.chunk_choice import consistent_chunks, recommend_chunks
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.hierarchy import NodeInfo
+from zarr_dask_utils._core.cost_model import CostParams, pattern_cost
+from zarr_dask_utils._core.hierarchy import NodeInfo, is_metadata_key, node_path
 from zarr_dask_utils._core.locations import StoreLike
+from zarr_dask_utils._core.operation import operation
 from zarr_dask_utils._core.reports import Finding, sort_findings
-from zarr_dask_utils._core.walk import walk_hierarchy
-from zarr_dask_utils.optimize.cost_model import (
-    CostParams,
-    consistent_chunks,
-    pattern_cost,
-    recommend_chunks,
-)
-from zarr_dask_utils.optimize.patterns import resolve_patterns
+from zarr_dask_utils._core.walk import HierarchyReport, walk_hierarchy
 from zarr_dask_utils.optimize.reports import ChunkAnalysisReport
 
 __all__ = ["analyze_chunks", "dims_of"]
@@ -56,66 +53,22 @@ def _itemsize(dtype: str | None) -> int | None:
         return None
 
 
-def analyze_chunks(
-    store: StoreLike,
-    access_pattern: Any = "sequential",
-    *,
-    min_chunk_bytes: int | str | None = None,
-    max_chunk_bytes: int | str | None = None,
-    shard_bytes: int | str | None = None,
-    params: CostParams | Mapping[str, Any] | None = None,
-    storage_options: Mapping[str, Any] | None = None,
-    client: Client | None = None,
-    progress: bool | None = None,
-) -> ChunkAnalysisReport:
-    """Analyse every array's chunking for access patterns and recommend better chunks.
-
-    Parameters
-    ----------
-    store
-        Path, URL, zarr Store/Group/Array (format 2 or 3).
-    access_pattern
-        ``"sequential"``, ``"time-series"``, ``"spatial"``, ``"random"``, a list of them, a
-        mapping name → weight, or a list of selections (tuples of slices/ints or mappings of
-        dimension name → slice/int), each optionally ``(selection, weight)``.
-    min_chunk_bytes, max_chunk_bytes
-        Size bounds of a recommended chunk (default ``optimize.min-chunk`` / ``max-chunk``).
-    shard_bytes
-        Target size of a recommended shard for format 3 (``0``: never recommend shards).
-    params
-        Cost-model parameters (:class:`~zarr_dask_utils.optimize.cost_model.CostParams` or a
-        mapping of its fields); defaults describe an object store.
-    storage_options, client, progress
-        As for :func:`~zarr_dask_utils.walk_hierarchy`.
-
-    Returns
-    -------
-    ChunkAnalysisReport
-        Per array: costs per pattern now and with the recommendation, the recommended chunks
-        (and shards) and why; arrays sharing a dimension get the same chunk size along it.
-
-    Examples
-    --------
-    >>> import zarr
-    >>> from zarr_dask_utils import analyze_chunks
-    >>> a = zarr.create_array(zarr.storage.MemoryStore(), shape=(100, 50), chunks=(1, 50),
-    ...                       dtype="f4", dimension_names=("time", "x"))
-    >>> r = analyze_chunks(a, "time-series", min_chunk_bytes=400, progress=False)
-    >>> r.recommended("")[0]
-    100
-    """
-    lo = _bytes(min_chunk_bytes, "optimize.min-chunk")
-    hi = _bytes(max_chunk_bytes, "optimize.max-chunk")
-    shard = _bytes(shard_bytes, "optimize.shard-size")
-    cost_params = params if isinstance(params, CostParams) else CostParams(**dict(params or {}))
-    hierarchy = walk_hierarchy(
-        store, storage_options=storage_options, client=client, progress=progress
-    )
+def _array_rows(
+    hierarchy: HierarchyReport,
+    access_pattern: Any,
+    cost_params: CostParams,
+    lo: int,
+    hi: int,
+    shard: int,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Costs now and a recommendation per readable array; the patterns seen, by name."""
     rows: list[dict[str, Any]] = []
     pattern_rows: dict[str, Any] = {}
+    # a node zarr cannot read (negative shape, unknown dtype, …) gets no costs nor advice
+    unreadable = {node_path(f.location) for f in hierarchy.findings if is_metadata_key(f.location)}
     for node in hierarchy.arrays:
         itemsize = _itemsize(node.dtype)
-        if itemsize is None or not node.shape or node.chunks is None:
+        if node.path in unreadable or itemsize is None or not node.shape or node.chunks is None:
             continue
         dims = dims_of(node)
         patterns = resolve_patterns(
@@ -159,10 +112,14 @@ def analyze_chunks(
                 "_shards": rec.shards,
             }
         )
+    return rows, pattern_rows
+
+
+def _align_shared_dimensions(rows: list[dict[str, Any]], cost_params: CostParams) -> None:
+    """Give arrays sharing a dimension one chunk size along it (rows updated in place)."""
     aligned = consistent_chunks(
         [{**r, "chunks": r["recommended_chunks"]} for r in rows if any(r["dims"])]
     )
-    findings = []
     for r in rows:
         new = aligned.get(r["path"])
         if new is not None and list(new) != r["recommended_chunks"]:
@@ -177,6 +134,12 @@ def analyze_chunks(
             ]
             r["reasoning"] += "; aligned with arrays sharing its dimensions"
         del r["_patterns"], r["_shards"]
+
+
+def _mismatch_findings(rows: Sequence[Mapping[str, Any]]) -> list[Finding]:
+    """A warning per array whose recommendation is predicted at least twice as fast."""
+    findings = []
+    for r in rows:
         now = sum(c["seconds"] * c["weight"] for c in r["current"])
         then = sum(c["seconds"] * c["weight"] for c in r["recommended"])
         if then > 0 and now / then >= 2 and r["recommended_chunks"] != r["chunks"]:
@@ -191,6 +154,68 @@ def analyze_chunks(
                     f"zdu rechunk SRC DST --chunks {chunks} --max-mem 256MiB",
                 )
             )
+    return findings
+
+
+def analyze_chunks(
+    store: StoreLike,
+    access_pattern: Any = "sequential",
+    *,
+    min_chunk_bytes: int | str | None = None,
+    max_chunk_bytes: int | str | None = None,
+    shard_bytes: int | str | None = None,
+    params: CostParams | Mapping[str, Any] | None = None,
+    storage_options: Mapping[str, Any] | None = None,
+    client: Client | None = None,
+    progress: bool | None = None,
+) -> ChunkAnalysisReport:
+    """Analyse every array's chunking for access patterns and recommend better chunks.
+
+    Parameters
+    ----------
+    store
+        Path, URL, zarr Store/Group/Array (format 2 or 3).
+    access_pattern
+        ``"sequential"``, ``"time-series"``, ``"spatial"``, ``"random"``, a list of them, a
+        mapping name → weight, or a list of selections (tuples of slices/ints or mappings of
+        dimension name → slice/int), each optionally ``(selection, weight)``.
+    min_chunk_bytes, max_chunk_bytes
+        Size bounds of a recommended chunk (default ``optimize.min-chunk`` / ``max-chunk``).
+    shard_bytes
+        Target size of a recommended shard for format 3 (``0``: never recommend shards).
+    params
+        Cost-model parameters (:class:`~zarr_dask_utils._core.cost_model.CostParams` or a
+        mapping of its fields); defaults describe an object store.
+    storage_options, client, progress
+        As for :func:`~zarr_dask_utils.walk_hierarchy`.
+
+    Returns
+    -------
+    ChunkAnalysisReport
+        Per array: costs per pattern now and with the recommendation, the recommended chunks
+        (and shards) and why; arrays sharing a dimension get the same chunk size along it.
+
+    Examples
+    --------
+    >>> import zarr
+    >>> from zarr_dask_utils import analyze_chunks
+    >>> a = zarr.create_array(zarr.storage.MemoryStore(), shape=(100, 50), chunks=(1, 50),
+    ...                       dtype="f4", dimension_names=("time", "x"))
+    >>> r = analyze_chunks(a, "time-series", min_chunk_bytes=400, progress=False)
+    >>> r.recommended("")[0]
+    100
+    """
+    lo = _bytes(min_chunk_bytes, "optimize.min-chunk")
+    hi = _bytes(max_chunk_bytes, "optimize.max-chunk")
+    shard = _bytes(shard_bytes, "optimize.shard-size")
+    cost_params = params if isinstance(params, CostParams) else CostParams(**dict(params or {}))
+    with operation("analyze", client=client, progress=progress) as op:
+        location = op.open(store, storage_options=storage_options, probe=False)
+        # the walk (nested: this operation's client) probes the location, then reads it
+        hierarchy = walk_hierarchy(location, client=client, progress=progress)
+    rows, pattern_rows = _array_rows(hierarchy, access_pattern, cost_params, lo, hi, shard)
+    _align_shared_dimensions(rows, cost_params)
+    findings = list(hierarchy.findings) + _mismatch_findings(rows)
     return ChunkAnalysisReport(
         location=hierarchy.location,
         engine=hierarchy.engine,

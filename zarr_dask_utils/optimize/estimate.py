@@ -19,12 +19,13 @@ from distributed import Client
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from zarr_dask_utils._core.graph import run_graph, task_name
-from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
+from zarr_dask_utils._core.access_patterns import resolve_patterns
+from zarr_dask_utils._core.cost_model import CostParams, SelectionCost, pattern_cost
+from zarr_dask_utils._core.graph import task_name
+from zarr_dask_utils._core.locations import Location, StoreLike
+from zarr_dask_utils._core.operation import operation
 from zarr_dask_utils._core.storeio import join_key, storage_errors
 from zarr_dask_utils._core.walk import open_node
-from zarr_dask_utils.optimize.cost_model import CostParams, SelectionCost, pattern_cost
-from zarr_dask_utils.optimize.patterns import resolve_patterns
 from zarr_dask_utils.optimize.reports import PerformanceEstimate
 
 __all__ = ["estimate_performance", "probe_task"]
@@ -118,30 +119,32 @@ def estimate_performance(
     >>> estimate_performance(a, (50,), params={"latency": 0.01}, progress=False).requests
     2
     """
-    location = resolve_location(array, storage_options=storage_options)
-    node = open_node(location)
-    if not isinstance(node, zarr.Array):
-        from zarr_dask_utils._core.errors import InvalidOptionError
+    with operation("estimate", client=client, progress=progress) as op:
+        location = op.open(array, storage_options=storage_options, probe=False)
+        node = open_node(location)  # opening the array is the check
+        if not isinstance(node, zarr.Array):
+            from zarr_dask_utils._core.errors import InvalidOptionError
 
-        raise InvalidOptionError(
-            f"{location.display} is a group; estimate_performance needs one array. Pass the "
-            "array's path (e.g. store.zarr/t2m)."
-        )
-    engine = "none (parameters given)"
-    if params is None:
-        task = delayed(probe_task, pure=False)(location, dask_key_name=task_name("probe", location))
-        result = run_graph([task], location=location, op="probe", client=client, progress=progress)
-        measured = result[0]
-        engine = result.engine
-        cost_params = CostParams(
-            concurrency=int(zarr.config.get("async.concurrency")),
-            source="probe on a worker",
-            **measured,
-        )
-    elif isinstance(params, CostParams):
-        cost_params = params
-    else:
-        cost_params = CostParams(**{"source": "given", **dict(params)})
+            raise InvalidOptionError(
+                f"{location.display} is a group; estimate_performance needs one array. Pass "
+                "the array's path (e.g. store.zarr/t2m)."
+            )
+        engine = "none (parameters given)"
+        if params is None:
+            task = delayed(probe_task, pure=False)(
+                location, dask_key_name=task_name("probe", location)
+            )
+            measured = op.run([task])[0]
+            engine = op.engine or engine
+            cost_params = CostParams(
+                concurrency=int(zarr.config.get("async.concurrency")),
+                source="probe on a worker",
+                **measured,
+            )
+        elif isinstance(params, CostParams):
+            cost_params = params
+        else:
+            cost_params = CostParams(**{"source": "given", **dict(params)})
     dims = getattr(node.metadata, "dimension_names", None) or node.attrs.get("_ARRAY_DIMENSIONS")
     chunks = tuple(chunks) if chunks is not None else tuple(node.chunks)
     if shards is None and chunks == tuple(node.chunks):

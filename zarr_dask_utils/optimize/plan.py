@@ -239,6 +239,7 @@ def plan_rechunk(
         )
     read, inter, write = tuple(read), tuple(inter), tuple(write)
     direct = read_amplification(shape, write, source_chunks)
+    stages: tuple[RechunkStage, ...]
     if allow_two_stage and direct > amplification_limit and inter not in (read, write):
         stage1_block = tuple(
             r if i >= r else max((r // i) * i, i) for r, i in zip(read, inter, strict=True)

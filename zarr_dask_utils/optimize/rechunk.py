@@ -4,55 +4,52 @@ The plan comes from :mod:`zarr_dask_utils.optimize.plan` (rechunker's algorithm)
 one Dask graph of block copies (``rechunker`` method), or a Dask ``rechunk`` with
 ``method="tasks"`` / ``"p2p"`` followed by ``store``.  Safety: the source is only read; the
 target's metadata documents are written after every chunk, root last, and a marker
-(``.zdu-rechunk/partial.json``) plus one ``done`` key per finished block lets a rerun resume.
+(``.zdu-rechunk/partial.json``) plus one ``done`` key per finished block (every engine: see
+:mod:`~zarr_dask_utils.optimize.graphs`) lets a rerun resume.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
-import uuid
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any
 
 import dask.base
-import numpy as np
-from dask.delayed import delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
-from zarr_dask_utils._core.cluster import client_for
+from zarr_dask_utils._core.canonical import refuse_overlap
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.graph import run_graph, task_name
-from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
-from zarr_dask_utils._core.storeio import (
-    join_key,
-    read_keys,
-    storage_errors,
-    write_keys,
-)
-from zarr_dask_utils._core.walk import open_node
-from zarr_dask_utils.optimize.jobs import (
-    ArrayJob,
-    block_bytes,
-    build_target_documents,
-    chunks_for,
-    copy_blocks_task,
-    open_from_metadata,
-    source_nodes,
-    write_documents,
-)
-from zarr_dask_utils.optimize.markers import (
+from zarr_dask_utils._core.locations import Location, StoreLike
+from zarr_dask_utils._core.markers import (
     MARKER_PREFIX,
     PARTIAL,
     prepare_target,
     prepare_temp,
     remove_prefix,
 )
-from zarr_dask_utils.optimize.plan import block_regions, choose_engine, plan_rechunk
+from zarr_dask_utils._core.operation import Operation, operation
+from zarr_dask_utils._core.outputs import probe_store_writable
+from zarr_dask_utils._core.storeio import (
+    join_key,
+    read_keys,
+    storage_errors,
+    write_keys,
+)
+from zarr_dask_utils.optimize.array_jobs import (
+    ArrayJob,
+    block_bytes,
+    build_target_documents,
+    check_requests,
+    chunks_for,
+    open_source,
+    write_target_documents,
+)
+from zarr_dask_utils.optimize.graphs import block_copy_tasks, dask_rechunk_tasks
+from zarr_dask_utils.optimize.plan import choose_engine, plan_rechunk
 from zarr_dask_utils.optimize.reports import RechunkReport
 
 __all__ = ["MARKER_PREFIX", "rechunk_array"]
@@ -97,7 +94,9 @@ def rechunk_array(
     target_chunks
         New chunks: a tuple (``-1`` = whole axis), a mapping of dimension names to sizes
         (e.g. ``{"time": 365}``, for groups written by xarray), or a mapping of array paths
-        to either.  Arrays not covered keep their chunks.
+        to either.  Arrays not covered keep their chunks (``chunks_requested`` in the
+        report); a request that fits no array, or names an array or a dimension the source
+        does not have, is an error.
     target_store
         Where to write; must be empty, a partial target of an interrupted run (resumed or
         restarted), or ``overwrite=True``.
@@ -130,6 +129,13 @@ def rechunk_array(
     ------
     InvalidOptionError
         Bad chunks, shards on format 2, a non-empty target, a shard larger than max_mem.
+    MetadataInvalidError
+        A metadata document of the source is not valid JSON (the message names it).
+    OverlappingLocationsError
+        The target (or temp store) equals, contains or lies inside the source, or the temp
+        store overlaps the target; raised before anything is written.
+    OutputNotWritableError
+        An empty test write to the target or temp store failed (before any work).
 
     Examples
     --------
@@ -143,18 +149,102 @@ def rechunk_array(
     """
     mem = _size(max_mem, "optimize.max-mem")
     limit = float(get_option("optimize.amplification-limit"))
-    src_loc = resolve_location(source, storage_options=storage_options)
-    node = open_node(src_loc)
-    groups, arrays = source_nodes(node)
+    with operation("rechunk", client=client, progress=progress) as op:
+        src_loc, node, groups, arrays = _open_source(op, source, storage_options)
+        layout = _target_layout(
+            node, groups, arrays, target_chunks, target_shards, zarr_format, compressors
+        )
+        tgt_loc, tmp_loc = _open_outputs(op, target_store, target_options, temp_store, temp_options)
+        run = _plan_run(op, layout, arrays, mem, limit, engine)
+        done, resumed, restarted = _mark_partial(op, run, overwrite)
+        blocks, skipped, nbytes = _copy(op, run, done)
+        _finish(op, run)
+        # the source was consolidated: so is the copy (written after its root document)
+        consolidated = bool(groups) and source_is_consolidated(src_loc)
+        if consolidated:
+            _consolidate_target(tgt_loc)
+    overhead = int(get_option("optimize.memory-overhead-factor") * mem)
+    return RechunkReport(
+        location=src_loc.display,
+        engine=op.engine or "",
+        target=tgt_loc.display,
+        method=run.method,
+        method_reason=run.reason,
+        arrays=tuple(_array_row(j, layout, dict(arrays)[j.path].dtype) for j in run.jobs),
+        max_mem=mem,
+        memory_bound=mem + overhead,
+        temp_store=tmp_loc.display if tmp_loc is not None else None,
+        blocks_written=blocks,
+        blocks_skipped=skipped,
+        bytes_written=nbytes,
+        restarted=restarted,
+        resumed=resumed,
+        source_reread=resumed and run.method != "rechunker",
+        zarr_format=layout.zarr_format,
+        consolidated=consolidated,
+    )
+
+
+# --- the steps of rechunk_array, in order --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """What the target looks like: per array its chunks and shards, and its documents."""
+
+    zarr_format: int
+    chunks: Mapping[str, tuple[int, ...]]
+    shards: Mapping[str, tuple[int, ...] | None]
+    requested: tuple[str, ...]  # arrays the chunk request applies to
+    metadata: Mapping[str, Any]  # target metadata object per array
+    documents: Mapping[str, bytes]  # every metadata document of the target, written last
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The plan of one run: the array jobs, the engine and the resume token."""
+
+    jobs: tuple[ArrayJob, ...]
+    method: str
+    reason: str
+    token: str
+    documents: Mapping[str, bytes]
+
+    @property
+    def two_stage(self) -> bool:
+        """Whether some array goes through the temp store."""
+        return any(j.plan.two_stage for j in self.jobs)
+
+
+def _open_source(
+    op: Operation, source: StoreLike, storage_options: Mapping[str, Any] | None
+) -> tuple[Location, Any, list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """Open the source through the door; refuse one without arrays."""
+    src_loc = op.open(source, role="source", storage_options=storage_options, probe=False)
+    node, groups, arrays = open_source(src_loc)  # opening it is the check
     if not arrays:
         raise InvalidOptionError(
             f"{src_loc.display} holds no arrays, so there is nothing to rechunk. Pass an "
             "array or a group that contains arrays."
         )
+    return src_loc, node, groups, arrays
+
+
+def _target_layout(
+    node: Any,
+    groups: Sequence[tuple[str, Any]],
+    arrays: Sequence[tuple[str, Any]],
+    target_chunks: Any,
+    target_shards: Any,
+    zarr_format: int | None,
+    compressors: Any,
+) -> _Layout:
+    """Validate the chunk and shard requests and build the target's documents (no I/O)."""
     fmt = int(zarr_format or node.metadata.zarr_format)
     if fmt not in (2, 3):
         raise InvalidOptionError(f"zarr_format={zarr_format!r}: use 2 or 3.")
     single = len(arrays) == 1 and not groups
+    requested = check_requests(arrays, target_chunks, target_shards, single=single)
     chunks: dict[str, tuple[int, ...]] = {}
     shards: dict[str, tuple[int, ...] | None] = {}
     for path, arr in arrays:
@@ -172,22 +262,54 @@ def rechunk_array(
     metadata, docs = build_target_documents(
         groups, arrays, chunks, shards, zarr_format=fmt, compressors=compressors
     )
-    tgt_loc = resolve_location(target_store, storage_options=target_options, read_only=False)
+    return _Layout(fmt, chunks, shards, tuple(requested), metadata, docs)
+
+
+def _open_outputs(
+    op: Operation,
+    target_store: StoreLike,
+    target_options: Mapping[str, Any] | None,
+    temp_store: StoreLike | None,
+    temp_options: Mapping[str, Any] | None,
+) -> tuple[Location, Location | None]:
+    """Open target and temp store; refuse overlaps and unwritable outputs before any write."""
+    src_loc = op.locations["source"]
+    tgt_loc = op.open(
+        target_store, role="target", storage_options=target_options, read_only=False, probe=False
+    )
     tmp_loc = (
-        resolve_location(temp_store, storage_options=temp_options, read_only=False)
+        op.open(temp_store, role="temp", storage_options=temp_options, read_only=False, probe=False)
         if temp_store is not None
         else None
     )
+    refuse_overlap(src_loc, tgt_loc)  # before anything is written: never into the source
+    probe_store_writable(tgt_loc, what="target")
+    if tmp_loc is not None:
+        refuse_overlap(src_loc, tmp_loc, what="temp store")
+        refuse_overlap(tgt_loc, tmp_loc, what="temp store", source_name="target")
+        probe_store_writable(tmp_loc, what="temp store")
+    return tgt_loc, tmp_loc
+
+
+def _plan_run(
+    op: Operation,
+    layout: _Layout,
+    arrays: Sequence[tuple[str, Any]],
+    mem: int,
+    limit: float,
+    engine: str,
+) -> _Run:
+    """Plan every array (rechunker's algorithm), choose the engine, derive the resume token."""
+    has_temp = "temp" in op.locations
     jobs: list[ArrayJob] = []
     for path, arr in arrays:
-        unit = shards[path] or chunks[path]
         plan = plan_rechunk(
             arr.shape,
             arr.dtype.itemsize,
             arr.chunks,
-            unit,
+            layout.shards[path] or layout.chunks[path],
             mem,
-            allow_two_stage=tmp_loc is not None and engine in ("auto", "rechunker"),
+            allow_two_stage=has_temp and engine in ("auto", "rechunker"),
             amplification_limit=limit,
         )
         temp_meta = None
@@ -196,102 +318,87 @@ def rechunk_array(
                 [], [(path, arr)], {path: plan.intermediate_chunks}, {}, zarr_format=3
             )
             temp_meta = temp_meta[path]
-        jobs.append(ArrayJob(path, arr.metadata, metadata[path], temp_meta, plan))
-    distributed = src_loc.shareable and tgt_loc.shareable
-    threads = int(get_option("optimize.assumed-threads"))
+        jobs.append(ArrayJob(path, arr.metadata, layout.metadata[path], temp_meta, plan))
     method, reason = choose_engine(
         engine,
         [j.plan for j in jobs],
-        has_temp=tmp_loc is not None,
-        distributed=distributed,
-        threads=threads,
+        has_temp=has_temp,
+        distributed=op.shareable,
+        threads=int(get_option("optimize.assumed-threads")),
         amplification_limit=limit,
     )
+    src, tgt = op.locations["source"], op.locations["target"]
     token = dask.base.tokenize(
-        src_loc.display, src_loc.path, tgt_loc.display, docs, method, [j.plan for j in jobs]
+        src.display, src.path, tgt.display, layout.documents, method, [j.plan for j in jobs]
     )
-    done, resumed, restarted = prepare_target(tgt_loc, token, overwrite)
-    with storage_errors(tgt_loc.display):
-        write_keys(
-            tgt_loc.open_store(),
-            {
-                (f"{tgt_loc.path}/{PARTIAL}" if tgt_loc.path else PARTIAL): json.dumps(
-                    {"token": token, "source": src_loc.display, "method": method}
-                ).encode()
-            },
-        )
-    if tmp_loc is not None and any(j.plan.two_stage for j in jobs):
-        prepare_temp(tmp_loc, token)
-    with ExitStack() as stack:
-        if distributed:  # one embedded cluster for the copy and the consolidation
-            client = stack.enter_context(client_for(tgt_loc, client))
-        if method == "rechunker":
-            tasks, skipped = _block_tasks(jobs, src_loc, tgt_loc, tmp_loc, done)
-            try:
-                result = run_graph(
-                    [tasks], location=tgt_loc, op="rechunk", client=client, progress=progress
-                )
-            except BaseException:
-                if distributed:
-                    _cancel([t.key for t in tasks], client)
-                raise
-            blocks = sum(int(o["blocks"]) for o in result[0])
-            nbytes = sum(int(o["bytes"]) for o in result[0])
-        else:
-            sums, skipped = _dask_tasks(jobs, src_loc, tgt_loc, method), 0
-            result = run_graph(
-                sums, location=tgt_loc, op="rechunk", client=client, progress=progress
-            )
-            blocks = sum(
-                math.prod(
-                    -(-n // c) for n, c in zip(j.plan.shape, j.plan.write_chunks, strict=True)
-                )
-                for j in jobs
-            )
-            nbytes = sum(int(v) for v in result)
-        write_documents(tgt_loc, docs)
-        remove_prefix(tgt_loc, f"{MARKER_PREFIX}/done")
-        remove_prefix(tgt_loc, MARKER_PREFIX)  # the partial marker goes last
-        if tmp_loc is not None and any(j.plan.two_stage for j in jobs):
-            remove_prefix(tmp_loc, "")
-        consolidated = bool(groups) and source_is_consolidated(src_loc)
-        if consolidated:  # the source was: so is the copy (written after its root document)
-            from zarr_dask_utils.metadata.consolidate import consolidate_metadata
+    return _Run(tuple(jobs), method, reason, token, layout.documents)
 
-            consolidate_metadata(
-                target_store, storage_options=target_options, client=client, progress=progress
-            )
-    overhead = int(get_option("optimize.memory-overhead-factor") * mem)
-    return RechunkReport(
-        location=src_loc.display,
-        engine=result.engine,
-        target=tgt_loc.display,
-        method=method,
-        method_reason=reason,
-        arrays=tuple(
-            {
-                "path": j.path,
-                "shape": list(j.plan.shape),
-                "dtype": str(dict(arrays)[j.path].dtype),
-                "source_chunks": list(j.plan.source_chunks),
-                "target_chunks": list(chunks[j.path]),
-                "target_shards": list(shards[j.path]) if shards[j.path] else None,
-                "block_bytes": block_bytes(j.plan),
-                "plan": j.plan.to_dict(),
-            }
-            for j in jobs
-        ),
-        max_mem=mem,
-        memory_bound=mem + overhead,
-        temp_store=tmp_loc.display if tmp_loc is not None else None,
-        blocks_written=blocks,
-        blocks_skipped=skipped,
-        bytes_written=nbytes,
-        restarted=restarted,
-        resumed=resumed,
-        zarr_format=fmt,
-        consolidated=consolidated,
-    )
+
+def _mark_partial(op: Operation, run: _Run, overwrite: bool) -> tuple[set[str], bool, bool]:
+    """Prepare the target (resume, restart or refuse) and write the partial marker.
+
+    Returns the blocks already done, and whether the run resumes or restarts.
+    """
+    src, tgt = op.locations["source"], op.locations["target"]
+    done, resumed, restarted = prepare_target(tgt, run.token, overwrite)
+    marker = {"token": run.token, "source": src.display, "method": run.method}
+    with storage_errors(tgt.display):
+        write_keys(tgt.open_store(), {join_key(tgt.path, PARTIAL): json.dumps(marker).encode()})
+    if run.two_stage:
+        prepare_temp(op.locations["temp"], run.token)
+    return done, resumed, restarted
+
+
+def _copy(op: Operation, run: _Run, done: set[str]) -> tuple[int, int, int]:
+    """Run the copy graph on the operation's client: ``(blocks, skipped, bytes)`` written."""
+    src, tgt = op.locations["source"], op.locations["target"]
+    if run.method == "rechunker":
+        tasks, skipped = block_copy_tasks(run.jobs, src, tgt, op.locations.get("temp"), done)
+        try:
+            result = op.run([tasks])
+        except BaseException:
+            if op.shareable:
+                _cancel([t.key for t in tasks], op.client)
+            raise
+        blocks = sum(int(o["blocks"]) for o in result[0])
+        return blocks, skipped, sum(int(o["bytes"]) for o in result[0])
+    sums, blocks, skipped = dask_rechunk_tasks(run.jobs, src, tgt, run.method, done)
+    result = op.run(sums)
+    # blocks already done were read again but not written
+    return blocks - skipped, skipped, sum(int(v) for v in result)
+
+
+def _finish(op: Operation, run: _Run) -> None:
+    """Write the target's documents (root last), then drop the markers and the temp copy."""
+    tgt = op.locations["target"]
+    write_target_documents(tgt, run.documents)
+    remove_prefix(tgt, f"{MARKER_PREFIX}/done")
+    remove_prefix(tgt, MARKER_PREFIX)  # the partial marker goes last
+    if run.two_stage:
+        remove_prefix(op.locations["temp"], "")
+
+
+def _consolidate_target(target: Location) -> None:
+    """Consolidate the finished target inside this operation (same client, target resolved)."""
+    from zarr_dask_utils.metadata import consolidate_metadata  # the feature's public face
+
+    consolidate_metadata(target, backup=False)  # no backup: the root replaced is our own
+
+
+def _array_row(job: ArrayJob, layout: _Layout, dtype: Any) -> dict[str, Any]:
+    """The report's description of one array."""
+    shards = layout.shards[job.path]
+    return {
+        "path": job.path,
+        "shape": list(job.plan.shape),
+        "dtype": str(dtype),
+        "source_chunks": list(job.plan.source_chunks),
+        "target_chunks": list(layout.chunks[job.path]),
+        "chunks_requested": job.path in layout.requested,
+        "target_shards": list(shards) if shards else None,
+        "block_bytes": block_bytes(job.plan),
+        "plan": job.plan.to_dict(),
+    }
 
 
 def source_is_consolidated(location: Location) -> bool:
@@ -315,103 +422,11 @@ def _cancel(keys: Sequence[Any], client: Client | None) -> None:
 
     Otherwise they would go on writing into a target a rerun may be cleaning up.
     """
-    from distributed import Future, default_client
+    from distributed import Future
 
-    try:
-        # no client given: an embedded cluster was closed with its tasks, nothing to stop
-        cl = client or default_client()
-        cl.cancel([Future(k, cl) for k in keys], force=True)
-    except ValueError:  # pragma: no cover - no current client
+    if client is None:  # threads in this process: nothing runs on after the error
         return
+    try:
+        client.cancel([Future(k, client) for k in keys], force=True)
     except Exception:  # pragma: no cover - the original error matters more
         logger.warning("could not cancel %d rechunk tasks", len(keys), exc_info=True)
-
-
-def _block_tasks(
-    jobs: Sequence[ArrayJob],
-    src: Location,
-    tgt: Location,
-    tmp: Location | None,
-    done: set[str],
-) -> tuple[list[Any], int]:
-    """One task per block; a stage's tasks depend on all tasks of the stage before."""
-    places = {"source": src, "target": tgt, "temp": tmp}
-    run = uuid.uuid4().hex  # new keys per run: a rerun must not get an earlier run's error
-    tasks: list[Any] = []
-    skipped = 0
-    for index, job in enumerate(jobs):
-        previous: list[Any] = []
-        for number, stage in enumerate(job.plan.stages):
-            meta = {
-                "source": job.source_metadata,
-                "temp": job.temp_metadata,
-                "target": job.target_metadata,
-            }
-            current = []
-            for b, region in enumerate(block_regions(job.plan.shape, stage.block)):
-                key = f"{MARKER_PREFIX}/done/s{number}/a{index}/b{b}"
-                if key in done:
-                    skipped += 1
-                    continue
-                name = task_name("rechunk", run, index, job.path, number, b, region)
-                current.append(
-                    delayed(copy_blocks_task, pure=False)(
-                        places[stage.source],
-                        job.path,
-                        meta[stage.source],
-                        places[stage.target],
-                        job.path,
-                        meta[stage.target],
-                        [region],
-                        [key],
-                        tgt,
-                        *([delayed(len)(previous)] if previous else []),
-                        dask_key_name=name,
-                    )
-                )
-            tasks.extend(current)
-            previous = current
-    return tasks, skipped
-
-
-def write_block_task(
-    block: np.ndarray[Any, Any],
-    target: Location,
-    path: str,
-    metadata: Any,
-    block_info: dict[Any, Any] | None = None,
-) -> np.ndarray[Any, Any]:
-    """Write one block of a Dask-rechunked array to its region; return its byte count."""
-    assert block_info is not None  # dask always passes it to a function that names it
-    region = tuple(slice(a, b) for a, b in block_info[0]["array-location"])
-    with storage_errors(target.display):
-        open_from_metadata(target, path, metadata)[region] = block
-    return np.full((1,) * block.ndim, block.nbytes, dtype="i8")
-
-
-def _dask_tasks(jobs: Sequence[ArrayJob], src: Location, tgt: Location, method: str) -> list[Any]:
-    """A Dask ``rechunk`` (tasks or P2P) of each array to its write blocks, then writes.
-
-    The writes are a ``map_blocks`` returning one byte count per block (kept as an array
-    collection: turning a P2P graph into ``Delayed`` objects breaks its barrier).
-    """
-    import dask.array as da  # imported here: only the tasks/p2p engines need it
-
-    sums = []
-    for job in jobs:
-        plan = job.plan
-        x = da.from_zarr(
-            open_from_metadata(src, job.path, job.source_metadata), chunks=plan.read_chunks
-        )
-        y = x.rechunk(plan.write_chunks, method=method)
-        counts = y.map_blocks(
-            write_block_task,
-            tgt,
-            job.path,
-            job.target_metadata,
-            dtype="i8",
-            chunks=tuple((1,) * len(c) for c in y.chunks),
-            name=task_name("rechunk-write", uuid.uuid4().hex, job.path, method, plan),
-        )
-        sums.append(counts.sum())
-    return sums

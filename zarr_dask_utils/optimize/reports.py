@@ -22,7 +22,9 @@ class RechunkReport(Report):
     method
         ``"rechunker"``, ``"tasks"`` or ``"p2p"``; ``method_reason`` says why it was chosen.
     arrays
-        Per array: path, shape, dtype, source/target chunks and shards, the plan.
+        Per array: path, shape, dtype, source/target chunks and shards, the plan, and
+        ``chunks_requested``: whether the chunk request applied to it (in a group, a request
+        of another rank or other dimensions leaves an array's chunks as they were).
     max_mem
         Bytes one task may hold in a block.
     memory_bound
@@ -31,6 +33,10 @@ class RechunkReport(Report):
         Copy tasks' blocks written in this run, and blocks a resumed run found already done.
     restarted, resumed
         Whether a partial target of an earlier run was discarded, or continued.
+    source_reread
+        A resumed run of the ``tasks`` / ``p2p`` method: a Dask rechunk needs every source
+        block, so the whole source was read (and shuffled) again; only the writes of
+        ``blocks_skipped`` blocks were saved.
     consolidated
         Whether the target got consolidated metadata (it does when the source group had it).
     """
@@ -47,6 +53,7 @@ class RechunkReport(Report):
     bytes_written: int = 0
     restarted: bool = False
     resumed: bool = False
+    source_reread: bool = False
     zarr_format: int = 3
     consolidated: bool = False
     title = "Rechunk"
@@ -60,7 +67,19 @@ class RechunkReport(Report):
             f"skipped (already done) {self.blocks_skipped}; {self.bytes_written} B written",
         ]
         if self.resumed:
-            lines.append("resumed a partial target left by an interrupted run")
+            lines.append(
+                "resumed a partial target left by an interrupted run: "
+                + (
+                    f"{self.blocks_skipped} block(s) it had finished were not written again"
+                    if self.blocks_skipped
+                    else "it had finished no block, so every block was written"
+                )
+                + (
+                    f"; the {self.method} rechunk read the whole source again"
+                    if self.source_reread
+                    else ""
+                )
+            )
         if self.restarted:
             lines.append("discarded a partial target left by an earlier, different run")
         if self.consolidated:
@@ -71,6 +90,7 @@ class RechunkReport(Report):
                 f"/{a['path']}  {tuple(a['shape'])} {a['dtype']}  chunks "
                 f"{tuple(a['source_chunks'])} -> {tuple(a['target_chunks'])}{shards}  "
                 f"stages {len(a['plan']['stages'])}"
+                + ("" if a.get("chunks_requested", True) else "  (chunks kept: not requested)")
             )
         return lines
 

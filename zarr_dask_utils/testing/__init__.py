@@ -4,7 +4,9 @@
 hierarchy, a wide one for benchmarks, a demo store with realistic problems);
 :mod:`~zarr_dask_utils.testing.corrupt` damages real stores through zarr's Store API (broken
 JSON, deleted documents, stale or misordered consolidated metadata, out-of-grid chunks, mixed
-formats).  Both work on local paths, S3 URLs (with ``storage_options``) and zarr Stores.
+formats); :mod:`~zarr_dask_utils.testing.hostile` writes hostile inputs (deeply nested
+documents, empty documents, symbolic link loops).  They work on local paths, S3 URLs (with
+``storage_options``) and zarr Stores; the link loops need a local folder.
 
 Examples
 --------
@@ -18,7 +20,7 @@ Examples
 
 from __future__ import annotations
 
-from zarr_dask_utils.testing import builders, corrupt
+from zarr_dask_utils.testing import builders, corrupt, hostile
 from zarr_dask_utils.testing.builders import (
     build_demo_store,
     build_sample_hierarchy,
@@ -31,4 +33,5 @@ __all__ = [
     "build_wide_hierarchy",
     "builders",
     "corrupt",
+    "hostile",
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from zarr.abc.store import ByteRequest, Store
@@ -24,6 +25,16 @@ from zarr.core.buffer import Buffer, BufferPrototype
 from zarr.storage import WrapperStore
 
 __all__ = ["CountingStore"]
+
+
+@dataclass
+class _Counts:
+    """Counters shared by a store and the copies zarr makes of it."""
+
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    gets: int = 0
+    bytes: int = 0
+    keys: list[str] = field(default_factory=list)
 
 
 class CountingStore(WrapperStore[Store]):
@@ -39,38 +50,36 @@ class CountingStore(WrapperStore[Store]):
         The keys requested, in order.
     """
 
-    def __init__(self, store: Store, _counts: dict[str, Any] | None = None) -> None:
+    def __init__(self, store: Store, _counts: _Counts | None = None) -> None:
         super().__init__(store)
         # shared with copies zarr makes (``with_read_only`` wraps the inner store anew)
-        self._counts = _counts if _counts is not None else {"lock": threading.Lock()}
-        if _counts is None:
-            self.reset()
+        self._counts = _counts if _counts is not None else _Counts()
 
     @property
     def gets(self) -> int:
         """Number of read requests so far."""
-        return int(self._counts["gets"])
+        return self._counts.gets
 
     @property
     def bytes_read(self) -> int:
         """Bytes returned so far."""
-        return int(self._counts["bytes"])
+        return self._counts.bytes
 
     @property
     def keys(self) -> list[str]:
         """Keys requested so far, in order."""
-        return list(self._counts["keys"])
+        return list(self._counts.keys)
 
     def reset(self) -> None:
         """Set the counters to zero."""
-        with self._counts["lock"]:
-            self._counts.update(gets=0, bytes=0, keys=[])
+        with self._counts.lock:
+            self._counts.gets, self._counts.bytes, self._counts.keys = 0, 0, []
 
     def _count(self, key: str, value: Buffer | None) -> None:
-        with self._counts["lock"]:
-            self._counts["gets"] += 1
-            self._counts["bytes"] += len(value) if value is not None else 0
-            self._counts["keys"].append(key)
+        with self._counts.lock:
+            self._counts.gets += 1
+            self._counts.bytes += len(value) if value is not None else 0
+            self._counts.keys.append(key)
 
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None

@@ -73,6 +73,11 @@ class OpLogStore(WrapperStore[Store]):
             self._log("get", key)
         return await self._store.get_partial_values(prototype, ranges)
 
+    async def getsize(self, key: str) -> int:
+        """Log ``getsize`` (forwarded: zarr's default would log a whole ``get``)."""
+        self._log("getsize", key)
+        return await self._store.getsize(key)
+
     async def exists(self, key: str) -> bool:
         """Log ``exists``."""
         self._log("exists", key)

@@ -12,15 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from dask.delayed import delayed
-from distributed import Client
 
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.graph import run_graph, task_name
-from zarr_dask_utils._core.hierarchy import build_read_graph
-from zarr_dask_utils._core.locations import Location, StoreLike, resolve_location
-from zarr_dask_utils._core.probe import Probe, probe_location
+from zarr_dask_utils._core.graph import task_name
+from zarr_dask_utils._core.hierarchy import build_read_graph, unreadable_task
+from zarr_dask_utils._core.locations import Location
+from zarr_dask_utils._core.nodecheck import unreadable_path_findings
+from zarr_dask_utils._core.operation import Operation
+from zarr_dask_utils._core.probe import Probe
 from zarr_dask_utils._core.reports import Finding, sort_findings
-from zarr_dask_utils.metadata.consolidated import consolidated_findings, current_entries
+from zarr_dask_utils.metadata.consolidated_state import consolidated_findings, current_entries
 from zarr_dask_utils.metadata.structure import (
     ParsedHierarchy,
     chunk_key_findings,
@@ -86,18 +87,32 @@ def consolidated_status(parsed: ParsedHierarchy, findings: Iterable[Finding]) ->
 
 
 def inspect_metadata(
-    store: StoreLike | Location,
+    op: Operation,
+    role: str = "source",
     *,
-    op: str,
-    storage_options: Mapping[str, Any] | None = None,
-    client: Client | None = None,
     progress: bool | None = None,
-    read_only: bool = True,
     check_chunks: bool = True,
+    task_prefix: str | None = None,
 ) -> Inspection:
-    """Probe, read and check a hierarchy (see module docstring)."""
-    location = resolve_location(store, storage_options=storage_options, read_only=read_only)
-    probe = probe_location(location, allow_missing_root=True)
+    """Read and check the hierarchy *op* opened as *role*, in one graph on *op*'s client.
+
+    Parameters
+    ----------
+    op
+        The operation (see :func:`~zarr_dask_utils._core.operation.operation`); the location
+        must have been opened (and probed) as *role*.
+    role
+        Which of the operation's locations to inspect.
+    progress
+        Override the operation's progress setting for this graph.
+    check_chunks
+        Also check every chunk key against its array's grid (needs the listing on a worker).
+    task_prefix
+        Task-name prefix (default the operation's name), e.g. ``repair-verify``.
+    """
+    location = op.locations[role]
+    probe = op.probe(role)
+    prefix = task_prefix or op.name
     backup = str(get_option("metadata.backup-prefix"))
     listing, docs = build_read_graph(location, nparts=4, exclude_prefix=backup)
     collections: list[Any] = [docs]
@@ -110,11 +125,17 @@ def inspect_metadata(
                 dask_key_name=task_name("check-chunk-keys", location),
             )
         )
-    result = run_graph(collections, location=location, op=op, client=client, progress=progress)
+    collections.append(
+        delayed(unreadable_task, pure=False)(
+            listing, dask_key_name=task_name(f"{prefix}-unreadable", location)
+        )
+    )
+    result = op.run(collections, progress=progress)
     raw = result[0]
     chunk_findings, n_objects = result[1] if check_chunks else ([], len(raw))
     parsed, findings = check_documents(raw, probe.zarr_format)
     findings += chunk_findings
+    findings += unreadable_path_findings(result[-1])
     return Inspection(
         location=location,
         probe=probe,

@@ -3,10 +3,11 @@
 ``dask.array.from_zarr`` reads every block through zarr's codec pipeline (~0.4 GB/s per thread
 for zstd here).  :class:`DirectBlockReader` is an array-like for ``dask.array.from_array``:
 its ``__getitem__`` streams the stored chunks a block covers (:func:`stream_objects`) and
-decodes them with :class:`~zarr_dask_utils.integrity.direct.DirectDecoder`, placing each into
-the block.  Chunks that are not stored and arrays whose chain the direct decoder does not take
-(filters, transposes, ...) are read by zarr itself, so the values are exactly what zarr
-returns; a chunk that cannot be decoded raises :class:`ChunkUnreadableError` naming its key.
+decodes them with :class:`~zarr_dask_utils._core.decoding.direct_decoder.DirectDecoder`,
+placing each into the block.  Chunks that are not stored and arrays whose chain the direct
+decoder does not take (filters, transposes, ...) are read by zarr itself, so the values are
+exactly what zarr returns; a chunk that cannot be decoded raises
+:class:`ChunkUnreadableError` naming its key.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ from typing import Any
 import numpy as np
 import zarr
 
+from zarr_dask_utils._core.decoding.direct_decoder import DecodeFailure, DirectDecoder, direct_chain
+from zarr_dask_utils._core.decoding.pipeline_decoder import grid_of, open_array
 from zarr_dask_utils._core.errors import ChunkUnreadableError
 from zarr_dask_utils._core.heap import heap_allocations
 from zarr_dask_utils._core.locations import Location
 from zarr_dask_utils._core.objectstream import stream_objects
 from zarr_dask_utils._core.storeio import join_key, storage_errors, translate_storage_error
-from zarr_dask_utils.integrity.decode import grid_of, open_array
-from zarr_dask_utils.integrity.direct import DecodeFailure, DirectDecoder, direct_chain
 
 __all__ = ["DirectBlockReader", "read_region"]
 

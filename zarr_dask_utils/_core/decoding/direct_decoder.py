@@ -14,7 +14,7 @@ bytes (and, with a NaN check, its values), so for the chains nearly every store 
 writing straight into a buffer reused for every chunk (into the shard's buffer, in place, when
 an inner chunk is one run of it).  Every other chain (transpose, filters, variable-length
 types, nested sharding) returns ``None`` from :func:`direct_chain` and is decoded by zarr's own
-pipeline (:func:`zarr_dask_utils.integrity.decode.decode_objects`).
+pipeline (:func:`zarr_dask_utils._core.decoding.pipeline_decoder.decode_objects`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import google_crc32c
 import numpy as np
@@ -31,10 +31,10 @@ from numcodecs import blosc as numcodecs_blosc
 from numcodecs.abc import Codec as Numcodec
 
 from zarr_dask_utils._core.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.decoding.classify import classify_decode_error
+from zarr_dask_utils._core.decoding.pipeline_decoder import ArrayStats, DecodeResult
 from zarr_dask_utils._core.objectstream import stream_objects
 from zarr_dask_utils._core.storeio import join_key
-from zarr_dask_utils.integrity.decode import ArrayStats, DecodeResult
-from zarr_dask_utils.integrity.plan import classify_decode_error
 
 __all__ = [
     "DecodeFailure",
@@ -106,7 +106,7 @@ class DirectChain:
     steps: tuple[Step, ...]
     dtype: np.dtype[Any]
     chunk_shape: tuple[int, ...]
-    order: str = "C"
+    order: Literal["C", "F"] = "C"
     shard: ShardLayout | None = None
 
     @property
@@ -148,7 +148,7 @@ def direct_chain(array: zarr.Array[Any]) -> DirectChain | None:
     from zarr.codecs import ShardingCodec
 
     codecs = list(md.codecs)
-    chunk_shape = tuple(md.chunk_grid.chunk_shape)
+    chunk_shape = tuple(md.chunk_grid.chunk_shape)  # type: ignore[attr-defined]  # regular grid
     dtype = np.dtype(md.data_type.to_native_dtype())
     if len(codecs) == 1 and isinstance(codecs[0], ShardingCodec):
         return _sharded_chain(codecs[0], dtype, chunk_shape, md.fill_value)

@@ -20,8 +20,8 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
 from zarr_dask_utils._core.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.decoding.classify import classify_decode_error
 from zarr_dask_utils._core.storeio import concurrent_map, join_key
-from zarr_dask_utils.integrity.plan import classify_decode_error
 
 __all__ = ["ArrayStats", "DecodeResult", "blosc_threads", "decode_objects", "open_array"]
 
@@ -130,8 +130,11 @@ class DecodeResult:
 def open_array(store: Store, root: str, path: str, zarr_format: int | None) -> zarr.Array[Any]:
     """Open the array at *path* (relative to the hierarchy root *root*) read-only."""
     return zarr.open_array(
-        store, path=join_key(root, path) if path else root, mode="r", zarr_format=zarr_format
-    )  # type: ignore[arg-type]
+        store,
+        path=join_key(root, path) if path else root,
+        mode="r",
+        zarr_format=zarr_format,  # type: ignore[arg-type]
+    )
 
 
 def _blosc_length(raw: bytes) -> int | None:

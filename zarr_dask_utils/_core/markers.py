@@ -1,4 +1,8 @@
-"""Interruption safety of ``rechunk_array``: the partial-target marker, resume and cleanup.
+"""Interruption safety of a job writing a new target: the partial-target marker, resume, cleanup.
+
+Shared by every feature that writes a target in many tasks and must survive a crash
+(``rechunk_array`` today, conversion next); the marker names keep their ``rechunk`` spelling
+because existing partial targets carry them.
 
 A run first writes ``.zdu-rechunk/partial.json`` (with a token of the whole job) in the target,
 then one empty ``.zdu-rechunk/done/...`` key per finished block; the metadata documents come
@@ -14,6 +18,8 @@ from zarr.core.sync import sync
 
 from zarr_dask_utils._core.errors import InvalidOptionError
 from zarr_dask_utils._core.locations import Location
+from zarr_dask_utils._core.naming import option_text
+from zarr_dask_utils._core.overwrite import check_overwrite
 from zarr_dask_utils._core.storeio import (
     delete_keys,
     join_key,
@@ -50,8 +56,9 @@ def prepare_target(target: Location, token: str, overwrite: bool) -> tuple[set[s
                 raise InvalidOptionError(
                     f"The target {target.display} already holds {len(keys)} key(s) and no "
                     "partial-rechunk marker, so it may be someone's data. Choose an empty "
-                    "target, or pass overwrite=True to replace it."
+                    f"target, or pass {option_text('overwrite', True)} to replace it."
                 )
+            check_overwrite(store, prefix, target.display, keys)  # Zarr keys only, or nothing
             delete_keys(store, keys)
         return set(), False, False
 

@@ -10,6 +10,7 @@ can mistake it for a complete array.
 from __future__ import annotations
 
 import base64
+import json
 import math
 import struct
 from collections.abc import Mapping, Sequence
@@ -20,19 +21,25 @@ import numpy as np
 import zarr
 from zarr.storage import MemoryStore, StorePath
 
-from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils._core.errors import InvalidOptionError, MetadataInvalidError
+from zarr_dask_utils._core.hierarchy import is_metadata_key, parse_document
 from zarr_dask_utils._core.locations import Location
-from zarr_dask_utils._core.storeio import join_key, storage_errors, write_keys
+from zarr_dask_utils._core.storeio import join_key, list_keys, read_keys, storage_errors, write_keys
+from zarr_dask_utils._core.walk import open_node
+from zarr_dask_utils.optimize.chunkspec import ArrayAxes, check_chunk_spec
 from zarr_dask_utils.optimize.plan import RechunkPlan, normalize_chunks
 
 __all__ = [
     "ArrayJob",
     "build_target_documents",
+    "check_requests",
     "chunks_for",
     "copy_blocks_task",
     "dimension_names_of",
     "open_from_metadata",
+    "open_source",
     "source_nodes",
+    "write_target_documents",
 ]
 
 ChunkSpec = Sequence[int | None] | Mapping[str, Any] | None
@@ -75,6 +82,48 @@ def source_nodes(
     return groups, arrays
 
 
+def open_source(
+    location: Location,
+) -> tuple[zarr.Group | zarr.Array[Any], list[tuple[str, zarr.Group]], list[tuple[str, Any]]]:
+    """Open the source node and list its groups and arrays (see :func:`source_nodes`).
+
+    Raises
+    ------
+    MetadataInvalidError
+        A metadata document is not valid JSON; the message names it and the store.
+    """
+    try:
+        node = open_node(location)
+        return (node, *source_nodes(node))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        bad = _invalid_documents(location)
+        if not bad:
+            raise
+        where = f"{location.display}/{bad[0][0]}"
+        more = f" (and {len(bad) - 1} more: {', '.join(k for k, _ in bad[1:4])})" if bad[1:] else ""
+        raise MetadataInvalidError(
+            f"The metadata document {where!r} is {bad[0][1]}{more}, so its node cannot be "
+            f"opened and nothing was written. Run `zdu validate {location.display}` to see "
+            f"every problem, and `zdu repair {location.display} --apply` to restore documents "
+            "from the consolidated metadata when possible."
+        ) from err
+
+
+def _invalid_documents(location: Location) -> list[tuple[str, str]]:
+    """``(key relative to the location, reason)`` of every metadata document that won't parse."""
+    store = location.open_store()
+    prefix = location.path.strip("/")
+    with storage_errors(location.display):
+        keys = [k for k in list_keys(store, prefix) if is_metadata_key(k)]
+        raw = read_keys(store, keys)
+    out = []
+    for key, content in raw.items():
+        _, reason = parse_document(content)
+        if reason is not None and content is not None:
+            out.append((key[len(prefix) + 1 :] if prefix else key, reason))
+    return sorted(out, key=lambda kr: (kr[0].count("/"), kr[0]))
+
+
 def chunks_for(
     spec: ChunkSpec, path: str, arr: zarr.Array[Any], current: Sequence[int], *, single: bool
 ) -> tuple[int, ...]:
@@ -96,6 +145,22 @@ def chunks_for(
     if spec is not None and not isinstance(spec, Mapping) and not single and len(spec) != arr.ndim:
         spec = None
     return normalize_chunks(spec, arr.shape, current, names)  # type: ignore[arg-type]
+
+
+def check_requests(
+    arrays: Sequence[tuple[str, zarr.Array[Any]]],
+    target_chunks: ChunkSpec,
+    target_shards: ChunkSpec,
+    *,
+    single: bool,
+) -> tuple[str, ...]:
+    """Refuse chunk/shard requests that fit no array (see :func:`check_chunk_spec`).
+
+    Returns the paths of the arrays the chunk request applies to (the others keep theirs).
+    """
+    axes = [ArrayAxes(path, arr.ndim, dimension_names_of(arr)) for path, arr in arrays]
+    check_chunk_spec(target_shards, axes, single=single, what="shards")
+    return check_chunk_spec(target_chunks, axes, single=single)
 
 
 def _codec_options(arr: zarr.Array[Any], zarr_format: int, compressors: Any) -> dict[str, Any]:
@@ -197,7 +262,7 @@ def _convert_cf_fill(attrs: dict[str, Any], fill: Any, dtype: Any, zarr_format: 
     return fill
 
 
-def write_documents(location: Location, documents: Mapping[str, bytes]) -> None:
+def write_target_documents(location: Location, documents: Mapping[str, bytes]) -> None:
     """Write metadata documents deepest first, the root's last (its presence means done)."""
     store = location.open_store()
     keys = sorted(documents, key=lambda k: (-k.count("/"), k))
