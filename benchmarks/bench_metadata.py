@@ -125,8 +125,8 @@ def read_all_documents(url: str, storage_options: dict[str, Any]) -> int:
 
     No zarr objects, no Dask: roughly the least time any client needs on this server.
     """
-    from zarr_dask_utils._core.hierarchy import is_metadata_key
-    from zarr_dask_utils._core.storeio import list_keys, read_keys
+    from zarr_dask_utils._core.pure.keys import is_metadata_key
+    from zarr_dask_utils._core.storage.storeio import list_keys, read_keys
 
     with _fresh_store(url, storage_options, read_only=True) as store:
         keys = [k for k in list_keys(store) if is_metadata_key(k)]

@@ -29,7 +29,7 @@ from distributed.diagnostics import MemorySampler
 from s3server import S3Server
 
 from zarr_dask_utils import estimate_performance, rechunk_array
-from zarr_dask_utils._core.access_patterns import resolve_patterns
+from zarr_dask_utils._core.pure.access_patterns import resolve_patterns
 
 
 def _make_source(path: str, size_gb: float) -> tuple[int, int, int]:
@@ -182,7 +182,7 @@ def main() -> None:
                         chunks,
                         url,
                         max_mem=max_mem,
-                        target_options=options,
+                        target_storage_options=options,
                         client=client,
                         progress=False,
                     )

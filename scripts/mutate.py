@@ -1,13 +1,13 @@
 """Mutation check of the test suite: hand-listed mutants of the logic that matters.
 
-Each mutant is one small, concrete behaviour change (an operator flipped, a check dropped, a
-counter not added) in the pure planners or a safety-critical module: locks and the fence
-(``concurrent/``), credential redaction and the ``storage_options`` refusal (``_core/locations``),
-chunk-grid maths, the crc32c/blosc checks, decode counters, integrity classification and the
-cost model.  The script copies the repository to a temporary directory, applies one mutant at a
-time *to the copy* (the working tree is never touched), runs the listed tests there with
-``pytest -x -q`` (``PYTHONPATH`` pointing at the copy, so Dask's worker processes import the
-mutated package too) and reports which mutants the tests killed.
+Each mutant is one small, concrete behaviour change (an operator flipped, a check dropped, a counter
+not added) in the pure planners or a safety-critical module: locks and the fence (``concurrent/``),
+credential redaction and the ``storage_options`` refusal (``_core/storage/locations``), chunk-grid
+maths, the crc32c/blosc checks, decode counters, integrity classification and the cost model. The
+script copies the repository to a temporary directory, applies one mutant at a time *to the copy*
+(the working tree is never touched), runs the listed tests there with ``pytest -x -q``
+(``PYTHONPATH`` pointing at the copy, so Dask's worker processes import the mutated package too) and
+reports which mutants the tests killed.
 
 A mutant *survives* when its tests still pass: either a test is missing, or the mutant is
 *equivalent* (no observable change).  Equivalent mutants are listed with the reason and not
@@ -96,7 +96,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "consolidated-ignores-attributes",
-        "metadata/consolidated_state.py",
+        "_core/checks/consolidated_state.py",
         '        doc = {k: v for k, v in doc.items() if k != "consolidated_metadata"}\n'
         "    return json.dumps(",
         '        doc = {k: v for k, v in doc.items() if k not in ("consolidated_metadata", '
@@ -313,7 +313,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- credential redaction and the storage_options refusal -----------------------------------
     Mutant(
         "redact-nothing",
-        "_core/locations.py",
+        "_core/storage/locations.py",
         'return _CREDENTIALS_IN_URL.sub(r"\\g<proto>***@", url)',
         "return url",
         LOCATIONS,
@@ -321,7 +321,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "display-unredacted",
-        "_core/locations.py",
+        "_core/storage/locations.py",
         "        url = redact(self.url)\n",
         "        url = self.url\n",
         LOCATIONS,
@@ -329,7 +329,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "storage-options-silently-ignored",
-        "_core/locations.py",
+        "_core/storage/locations.py",
         "    def _no_options(what: str) -> None:\n        if options:",
         "    def _no_options(what: str) -> None:\n        if False:",
         LOCATIONS,
@@ -338,7 +338,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- chunk-grid maths -----------------------------------------------------------------------
     Mutant(
         "grid-floor",
-        "_core/chunkgrid.py",
+        "_core/pure/chunkgrid.py",
         "math.ceil(s / c) for s, c in zip(shape, chunks, strict=True)",
         "s // c for s, c in zip(shape, chunks, strict=True)",
         INTEGRITY_PURE,
@@ -346,7 +346,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "coords-wrong-axis-order",
-        "_core/chunkgrid.py",
+        "_core/pure/chunkgrid.py",
         "        for g in reversed(self.grid):",
         "        for g in self.grid:",
         INTEGRITY_PURE,
@@ -354,7 +354,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "in-grid-inclusive",
-        "_core/chunkgrid.py",
+        "_core/pure/chunkgrid.py",
         "return all(0 <= c < g for c, g in zip(coords, self.grid, strict=True))",
         "return all(0 <= c <= g for c, g in zip(coords, self.grid, strict=True))",
         INTEGRITY_PURE,
@@ -362,7 +362,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "region-not-clipped",
-        "_core/chunkgrid.py",
+        "_core/pure/chunkgrid.py",
         "slice(c * n, min((c + 1) * n, s))",
         "slice(c * n, (c + 1) * n)",
         ("tests/test_integrity_pure.py", "tests/test_integrity_direct.py"),
@@ -370,7 +370,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "v3-default-separator-dot",
-        "_core/chunkgrid.py",
+        "_core/pure/chunkgrid.py",
         'or ("/" if is_default else ".")',
         'or "."',
         INTEGRITY_PURE,
@@ -420,7 +420,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "zero-byte-not-classified",
-        "_core/inventory.py",
+        "_core/pure/inventory.py",
         "    if size == 0:\n        arr.lists",
         "    if size == -1:\n        arr.lists",
         INTEGRITY_PURE,
@@ -428,7 +428,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "out-of-grid-not-classified",
-        "_core/inventory.py",
+        "_core/pure/inventory.py",
         "    if not arr.grid.in_grid(coords):",
         "    if False:",
         INTEGRITY_PURE,
@@ -437,7 +437,7 @@ MUTANTS: tuple[Mutant, ...] = (
     # --- cost-model counts ----------------------------------------------------------------------
     Mutant(
         "axis-touched-off-by-one",
-        "_core/cost_model.py",
+        "_core/pure/cost_model.py",
         "return first, (hi - 1) // chunk - first + 1",
         "return first, hi // chunk - first + 1",
         OPTIMIZE,
@@ -445,7 +445,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "shard-requests-ignore-full-shards",
-        "_core/cost_model.py",
+        "_core/pure/cost_model.py",
         "requests = n_shards + (touched - in_full)",
         "requests = n_shards + touched",
         OPTIMIZE,
@@ -453,7 +453,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "full-shard-any-touch",
-        "_core/cost_model.py",
+        "_core/pure/cost_model.py",
         "full = sum(t for t in by_shard.values() if t == per)",
         "full = sum(t for t in by_shard.values() if t > 0)",
         OPTIMIZE,
@@ -461,7 +461,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "request-waves-floor",
-        "_core/cost_model.py",
+        "_core/pure/cost_model.py",
         "waves = math.ceil(self.requests / max(params.concurrency, 1))",
         "waves = self.requests // max(params.concurrency, 1)",
         OPTIMIZE,

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from zarr_dask_utils import validate_metadata
-from zarr_dask_utils._core.progress import StderrProgressBar, show_progress
+from zarr_dask_utils._core.compute.progress import StderrProgressBar, show_progress
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
 pytestmark = pytest.mark.cluster

@@ -13,7 +13,7 @@ import dask
 import pytest
 
 from zarr_dask_utils import ClusterConnectionError, InvalidOptionError, get_client
-from zarr_dask_utils._core.cluster import describe_client
+from zarr_dask_utils._core.compute.cluster import describe_client
 
 pytestmark = pytest.mark.cluster
 
@@ -119,7 +119,7 @@ def test_describe_client(client):
 _SCRIPT = """
 import logging, sys
 from zarr_dask_utils import get_client, walk_hierarchy
-from zarr_dask_utils._core.cluster import describe_client
+from zarr_dask_utils._core.compute.cluster import describe_client
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
 if __name__ == "__main__":

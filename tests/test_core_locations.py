@@ -20,7 +20,7 @@ from zarr_dask_utils import (
     open_store,
     resolve_location,
 )
-from zarr_dask_utils._core.locations import redact
+from zarr_dask_utils._core.storage.locations import redact
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
 

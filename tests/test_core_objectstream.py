@@ -10,11 +10,11 @@ import pytest
 import zarr
 
 from zarr_dask_utils import StoreAccessDeniedError
-from zarr_dask_utils._core import objectstream
-from zarr_dask_utils._core.heap import heap_allocations, mmap_threshold_adjustable
-from zarr_dask_utils._core.locations import open_store
-from zarr_dask_utils._core.objectstream import stream_objects
-from zarr_dask_utils._core.storeio import list_keys, read_keys, storage_errors
+from zarr_dask_utils._core.storage import objectstream
+from zarr_dask_utils._core.storage.heap import heap_allocations, mmap_threshold_adjustable
+from zarr_dask_utils._core.storage.locations import open_store
+from zarr_dask_utils._core.storage.objectstream import stream_objects
+from zarr_dask_utils._core.storage.storeio import list_keys, read_keys, storage_errors
 
 
 def _fill(store, n=12):
@@ -181,7 +181,7 @@ def test_heap_allocations_leave_other_processes_alone(monkeypatch):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_heap_allocations_nest(monkeypatch):
-    from zarr_dask_utils._core import heap
+    from zarr_dask_utils._core.storage import heap
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)

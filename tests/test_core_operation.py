@@ -1,4 +1,4 @@
-"""The one door (``_core.operation``) and the one tree reduction (``_core.reduce``).
+"""The one door (``_core.compute.operation``) and the one tree reduction (``_core.compute.reduce``).
 
 Unit tests run the door on a local store with the session client and on a MemoryStore
 (threads).  The one-cluster test runs every public operation **without** a client in a fresh
@@ -20,8 +20,8 @@ from dask.delayed import delayed
 from zarr.storage import MemoryStore
 
 from zarr_dask_utils import InvalidOptionError
-from zarr_dask_utils._core.operation import current_operation, operation
-from zarr_dask_utils._core.reduce import tree_reduce
+from zarr_dask_utils._core.compute.operation import current_operation, operation
+from zarr_dask_utils._core.compute.reduce import tree_reduce
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
 
@@ -244,8 +244,8 @@ _ONE_CLUSTER_SCRIPT = textwrap.dedent(
     from distributed import Client
 
     import zarr_dask_utils as zdu
-    from zarr_dask_utils._core import cluster
-    from zarr_dask_utils._core.operation import current_operation, operation
+    from zarr_dask_utils._core.compute import cluster
+    from zarr_dask_utils._core.compute.operation import current_operation, operation
     from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
 

@@ -20,8 +20,8 @@ from zarr_dask_utils import (
     resolve_location,
     walk_hierarchy,
 )
-from zarr_dask_utils._core.probe import Probe, probe_location
-from zarr_dask_utils._core.storeio import storage_errors, translate_storage_error
+from zarr_dask_utils._core.storage.probe import Probe, probe_location
+from zarr_dask_utils._core.storage.storeio import storage_errors, translate_storage_error
 from zarr_dask_utils.testing import corrupt
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
@@ -287,7 +287,7 @@ def test_a_failed_request_cancels_the_others():
 
     from zarr.core.sync import sync
 
-    from zarr_dask_utils._core.storeio import concurrent_map
+    from zarr_dask_utils._core.storage.storeio import concurrent_map
 
     cancelled = []
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from zarr_dask_utils import Finding, InvalidOptionError, Report, walk_hierarchy
-from zarr_dask_utils._core.reports import json_safe, sort_findings
+from zarr_dask_utils._core.pure.reports import json_safe, sort_findings
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
 ERROR = Finding("error", "json-invalid", "t2m/zarr.json", "not valid JSON", fix="restore it")

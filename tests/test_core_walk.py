@@ -17,8 +17,11 @@ from zarr_dask_utils import (
     resolve_location,
     walk_hierarchy,
 )
-from zarr_dask_utils._core.graph import run_graph, task_name
-from zarr_dask_utils._core.hierarchy import build_read_graph, nodes_from_documents, parse_document
+from zarr_dask_utils._core.compute.hierarchy_graph import build_read_graph
+from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.compute.runner import task_name
+from zarr_dask_utils._core.pure.keys import parse_document
+from zarr_dask_utils._core.pure.nodes import nodes_from_documents
 from zarr_dask_utils.testing import corrupt
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
@@ -240,7 +243,9 @@ def test_read_graph_task_names_and_documents(tmp_path, client):
     listing, docs = build_read_graph(location, nparts=3)
     assert listing.key.startswith("zdu-list-")
     assert docs.key.startswith("zdu-merge-metadata-")
-    result = run_graph([listing, docs], location=location, op="walk", client=client)
+    with operation("walk", client=client) as op:  # the door runs every graph
+        op.open(location, probe=False)
+        result = op.run([listing, docs])
     keys, documents = result
     assert "climate/t2m/0.0.0" in keys  # chunks are listed, not read
     assert set(documents) == {k for k in keys if k.rpartition("/")[2].startswith(".z")}

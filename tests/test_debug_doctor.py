@@ -16,9 +16,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zarr_dask_utils import diagnose_zarr_store
-from zarr_dask_utils._core.chunk_choice import suggest_chunks
-from zarr_dask_utils._core.hierarchy import is_metadata_key
-from zarr_dask_utils._core.listing import list_sizes
+from zarr_dask_utils._core.pure.chunk_choice import suggest_chunks
+from zarr_dask_utils._core.pure.keys import is_metadata_key
+from zarr_dask_utils._core.storage.listing import list_sizes
 from zarr_dask_utils.cli.main import cli
 from zarr_dask_utils.debug.diagnose_rules import (
     ArrayDiagnosis,

@@ -25,7 +25,7 @@ from zarr_dask_utils import (
     validate_metadata,
     walk_hierarchy,
 )
-from zarr_dask_utils._core.trace_report import array_of
+from zarr_dask_utils._core.pure.trace_report import array_of
 from zarr_dask_utils.testing.oplog import OpLogStore, read_oplog
 
 
@@ -171,7 +171,7 @@ from zarr.core.buffer import Buffer, cpu  # noqa: E402
 from zarr.core.sync import sync  # noqa: E402
 from zarr.testing.store import StoreTests  # noqa: E402
 
-from zarr_dask_utils._core.trace import TracingStore  # noqa: E402
+from zarr_dask_utils._core.storage.trace import TracingStore  # noqa: E402
 from zarr_dask_utils.testing.storetests import sync_store_tests  # noqa: E402
 
 

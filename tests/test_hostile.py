@@ -26,14 +26,14 @@ from zarr_dask_utils import (
     rechunk_array,
     resolve_location,
 )
-from zarr_dask_utils._core.canonical import (
+from zarr_dask_utils._core.storage.canonical import (
     Canonical,
     canonical_of_store,
     canonical_of_url,
     overlap,
 )
-from zarr_dask_utils._core.outputs import probe_store_writable
-from zarr_dask_utils._core.overwrite import array_folders, foreign_keys
+from zarr_dask_utils._core.storage.outputs import probe_store_writable
+from zarr_dask_utils._core.storage.overwrite import array_folders, foreign_keys
 from zarr_dask_utils.cli.main import cli
 from zarr_dask_utils.concurrent.regions import lock_names
 from zarr_dask_utils.testing.concurrency import write_synchronized
@@ -691,7 +691,7 @@ def _secret(name: str) -> str:
     ],
 )
 def test_url_credentials_table(url: str, shown: str, userinfo: str | None) -> None:
-    from zarr_dask_utils._core.locations import redact, url_credentials
+    from zarr_dask_utils._core.storage.locations import redact, url_credentials
 
     assert redact(url) == shown
     assert url_credentials(url) == userinfo
@@ -723,7 +723,7 @@ def test_user_name_alone_is_an_address_not_a_secret() -> None:
 def test_redactor_hides_options_environment_and_config(monkeypatch: pytest.MonkeyPatch) -> None:
     import dask
 
-    from zarr_dask_utils._core.redaction import Redactor
+    from zarr_dask_utils._core.storage.redaction import Redactor
 
     env, cfg, opt, nested = (_secret(n) for n in ("env", "cfg", "opt", "nested"))
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", env)
@@ -738,7 +738,7 @@ def test_redactor_hides_options_environment_and_config(monkeypatch: pytest.Monke
 def test_logging_filter_redacts_message_arguments_and_traceback() -> None:
     import logging
 
-    from zarr_dask_utils._core.redaction import RedactingFilter, Redactor
+    from zarr_dask_utils._core.storage.redaction import RedactingFilter, Redactor
 
     secret = _secret("log")
     try:
@@ -940,7 +940,7 @@ def test_nested_brackets_are_json_invalid_everywhere(sample: Any, client: Any) -
 
 def test_50mib_nested_document_is_json_invalid(tmp_path: Path, client: Any) -> None:
     from zarr_dask_utils import validate_metadata, walk_hierarchy
-    from zarr_dask_utils._core.hierarchy import parse_document
+    from zarr_dask_utils._core.pure.keys import parse_document
     from zarr_dask_utils.testing import build_sample_hierarchy, hostile
 
     store = str(tmp_path / "big.zarr")
@@ -1198,7 +1198,7 @@ def test_validate_reports_a_folder_it_cannot_read(tmp_path: Path) -> None:
     ],
 )
 def test_parse_document_never_raises(raw: bytes, fragment: str) -> None:
-    from zarr_dask_utils._core.hierarchy import parse_document
+    from zarr_dask_utils._core.pure.keys import parse_document
 
     value, error = parse_document(raw)
     assert value is None
@@ -1224,7 +1224,7 @@ def test_nothing_exists_names_the_path(tmp_path: Path) -> None:
 def test_explained_task_errors_leave_no_worker_log() -> None:
     import logging
 
-    from zarr_dask_utils._core.worker_logs import ExplainedErrorFilter
+    from zarr_dask_utils._core.compute.worker_logs import ExplainedErrorFilter
 
     def record(exception_text: str) -> logging.LogRecord:
         args = ("key", "executing", "task", exception_text, "  File ...")

@@ -29,7 +29,7 @@ def test_copy_across_formats_and_locations_is_equal(sample, client, tmp_path):
     assert {a["mode"] for a in report.arrays} == {"values"}
     assert all(a["chunks_differing"] == 0 for a in report.arrays)
     assert sum(a["chunks_compared"] for a in report.arrays) == 17
-    same = _compare(copy, sample.url, client, storage_options_b=sample.storage_options)
+    same = _compare(copy, sample.url, client, b_storage_options=sample.storage_options)
     assert same.ok
 
 

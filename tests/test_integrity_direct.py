@@ -284,7 +284,7 @@ def failure_of(decoder: DirectDecoder, data: bytes) -> DecodeFailure:
 )
 def test_block_reader_returns_what_zarr_returns(options, tmp_path):
     from zarr_dask_utils._core.decoding.block_reader import DirectBlockReader
-    from zarr_dask_utils._core.locations import resolve_location
+    from zarr_dask_utils._core.storage.locations import resolve_location
 
     path = str(tmp_path / "a.zarr")
     kwargs = {"dtype": "f8", **options}
@@ -304,7 +304,7 @@ def test_block_reader_returns_what_zarr_returns(options, tmp_path):
 
 def test_block_reader_names_damaged_chunks(tmp_path):
     from zarr_dask_utils._core.decoding.block_reader import DirectBlockReader
-    from zarr_dask_utils._core.locations import resolve_location
+    from zarr_dask_utils._core.storage.locations import resolve_location
 
     path = str(tmp_path / "a.zarr")
     arr = zarr.create_array(path, shape=(8,), chunks=(4,), dtype="f4", compressors=BLOSC3)

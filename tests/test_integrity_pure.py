@@ -11,17 +11,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zarr_dask_utils._core.chunkgrid import (
+from zarr_dask_utils._core.decoding.classify import classify_decode_error
+from zarr_dask_utils._core.decoding.pipeline_decoder import ArrayStats, DecodeResult
+from zarr_dask_utils._core.pure.chunkgrid import (
     ArrayGrid,
     chunk_grid,
     grid_from_document,
     is_partial_key,
 )
-from zarr_dask_utils._core.decoding.classify import classify_decode_error
-from zarr_dask_utils._core.decoding.pipeline_decoder import ArrayStats, DecodeResult
-from zarr_dask_utils._core.hierarchy import NodeInfo
-from zarr_dask_utils._core.inventory import MAX_LISTED, build_inventory, itemsize_of, size_bounds
-from zarr_dask_utils._core.partition import Segment, batch_bounds, partition_keys, plan_batches
+from zarr_dask_utils._core.pure.inventory import (
+    MAX_LISTED,
+    build_inventory,
+    itemsize_of,
+    size_bounds,
+)
+from zarr_dask_utils._core.pure.nodes import NodeInfo
+from zarr_dask_utils._core.pure.partition import Segment, batch_bounds, partition_keys, plan_batches
 from zarr_dask_utils.integrity.compare import compare_values
 from zarr_dask_utils.integrity.metadiff import metadata_differences
 from zarr_dask_utils.integrity.plan import (
@@ -564,8 +569,8 @@ def test_same_bytes():
 def test_unreadable_arrays_and_overflow_become_findings(tmp_path):
     import zarr
 
-    from zarr_dask_utils._core.locations import resolve_location
-    from zarr_dask_utils._core.objectstream import StreamSettings
+    from zarr_dask_utils._core.storage.locations import resolve_location
+    from zarr_dask_utils._core.storage.objectstream import StreamSettings
     from zarr_dask_utils.integrity.findings import decode_findings
     from zarr_dask_utils.integrity.scan import scan_batch_task
 
@@ -592,7 +597,7 @@ def test_unreadable_arrays_and_overflow_become_findings(tmp_path):
 )
 @settings(max_examples=150, deadline=None)
 def test_aligned_block(dims, itemsize, limit):
-    from zarr_dask_utils._core.partition import aligned_block
+    from zarr_dask_utils._core.pure.partition import aligned_block
 
     shape = tuple(s for s, _ in dims)
     chunks = tuple(c for _, c in dims)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from zarr_dask_utils.metadata.consolidated_state import (
+from zarr_dask_utils._core.checks.consolidated_state import (
     canonical_order,
     consolidated_findings,
     current_entries,
@@ -19,14 +19,14 @@ from zarr_dask_utils.metadata.consolidated_state import (
     expected_entries,
     render_consolidated,
 )
-from zarr_dask_utils.metadata.documents import check_document
-from zarr_dask_utils.metadata.plan import plan_repairs
-from zarr_dask_utils.metadata.structure import (
+from zarr_dask_utils._core.checks.documents import check_document
+from zarr_dask_utils._core.checks.structure import (
     ArrayGrid,
     chunk_key_findings,
     parse_hierarchy,
     structure_findings,
 )
+from zarr_dask_utils.metadata.plan import plan_repairs
 
 V3_ARRAY = {
     "zarr_format": 3,
@@ -441,7 +441,7 @@ def test_plan_restores_from_consolidated_and_writes_consolidated_last():
 def test_plan_leaves_guesses_to_humans_and_respects_consolidate_flag():
     docs = {"zarr.json": V3_GROUP, "t/zarr.json": _with(V3_ARRAY, data_type="float33")}
     parsed, findings = _parsed(docs)
-    from zarr_dask_utils.metadata.structure import document_findings
+    from zarr_dask_utils._core.checks.structure import document_findings
 
     findings += document_findings(parsed) + consolidated_findings(parsed)
     plan = plan_repairs(parsed, findings)

@@ -19,7 +19,7 @@ from zarr_dask_utils import (
     repair_metadata,
     validate_metadata,
 )
-from zarr_dask_utils._core.storeio import list_keys, read_keys
+from zarr_dask_utils._core.storage.storeio import list_keys, read_keys
 from zarr_dask_utils.testing import corrupt
 
 pytestmark = pytest.mark.cluster

@@ -12,8 +12,8 @@ from zarr_dask_utils import (
     estimate_performance,
     open_store,
 )
-from zarr_dask_utils._core.access_patterns import resolve_patterns
-from zarr_dask_utils._core.cost_model import CostParams
+from zarr_dask_utils._core.pure.access_patterns import resolve_patterns
+from zarr_dask_utils._core.pure.cost_model import CostParams
 from zarr_dask_utils.testing.counting import CountingStore
 
 pytestmark = pytest.mark.cluster

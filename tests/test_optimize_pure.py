@@ -9,14 +9,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zarr_dask_utils import InvalidOptionError
-from zarr_dask_utils._core.access_patterns import (
+from zarr_dask_utils._core.pure.access_patterns import (
     AccessPattern,
     resolve_patterns,
     selection_from_user,
     time_axis,
 )
-from zarr_dask_utils._core.chunk_choice import consistent_chunks, recommend_chunks
-from zarr_dask_utils._core.cost_model import CostParams, SelectionCost, pattern_cost, selection_cost
+from zarr_dask_utils._core.pure.chunk_choice import consistent_chunks, recommend_chunks
+from zarr_dask_utils._core.pure.cost_model import (
+    CostParams,
+    SelectionCost,
+    pattern_cost,
+    selection_cost,
+)
 from zarr_dask_utils.optimize.plan import (
     block_regions,
     choose_engine,

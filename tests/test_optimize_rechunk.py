@@ -7,7 +7,7 @@ import pytest
 import zarr
 
 from zarr_dask_utils import InvalidOptionError, NotAZarrStoreError, open_node, open_store
-from zarr_dask_utils._core.storeio import list_keys, read_keys
+from zarr_dask_utils._core.storage.storeio import list_keys, read_keys
 from zarr_dask_utils.optimize import rechunk_array
 from zarr_dask_utils.optimize.rechunk import MARKER_PREFIX
 from zarr_dask_utils.testing import corrupt
@@ -80,7 +80,7 @@ def test_rechunk_across_formats_and_locations(store_case, client):
         max_mem="40KiB",
         zarr_format=other,
         storage_options=store_case.storage_options,
-        target_options=store_case.storage_options,
+        target_storage_options=store_case.storage_options,
         client=client,
         progress=False,
     )
@@ -106,7 +106,7 @@ def test_v2_local_to_v3_sharded_on_s3(tmp_path, s3_bucket, s3_storage_options, c
         target_shards=(48, 10, 12),
         max_mem="400KiB",
         zarr_format=3,
-        target_options=s3_storage_options,
+        target_storage_options=s3_storage_options,
         temp_store=str(tmp_path / "tmp.zarr"),
         client=client,
         progress=False,
@@ -395,7 +395,7 @@ def test_consolidated_source_gives_a_consolidated_target(tmp_path, client, src_f
         plain, (12, 4), str(tmp_path / "out2.zarr"), max_mem="1MiB", client=client, progress=False
     )
     assert not untouched.consolidated  # no consolidated metadata appears unasked
-    from zarr_dask_utils._core.locations import resolve_location
+    from zarr_dask_utils._core.storage.locations import resolve_location
     from zarr_dask_utils.optimize.rechunk import source_is_consolidated
 
     assert source_is_consolidated(resolve_location(target))

@@ -195,7 +195,7 @@ def test_compare_identical_stores_reads_each_chunk_of_each_side_once(sample, cli
     build_sample_hierarchy(other, zarr_format=fmt, storage_options=sample.storage_options)
     report, seen = _measure(
         client,
-        lambda: compare_stores(sample.url, other, storage_options_b=sample.storage_options, **kw),
+        lambda: compare_stores(sample.url, other, b_storage_options=sample.storage_options, **kw),
     )
     assert report.ok, report
     # Both sides have the same keys, so each per-side budget counts twice: per side, probe +

@@ -11,7 +11,7 @@ import zarr
 from zarr.storage import MemoryStore
 
 from zarr_dask_utils import open_store
-from zarr_dask_utils._core.storeio import list_keys, read_keys
+from zarr_dask_utils._core.storage.storeio import list_keys, read_keys
 from zarr_dask_utils.testing import (
     build_demo_store,
     build_sample_hierarchy,

@@ -6,7 +6,7 @@ a scheduler you name, or an embedded ``LocalCluster``.
 
 from __future__ import annotations
 
-from zarr_dask_utils._core.cluster import get_client
+from zarr_dask_utils._core.compute.cluster import get_client
 from zarr_dask_utils._core.errors import (
     ChunkUnreadableError,
     ClusterConnectionError,
@@ -25,10 +25,9 @@ from zarr_dask_utils._core.errors import (
     ZarrDaskUtilsError,
     ZarrDaskUtilsWarning,
 )
-from zarr_dask_utils._core.hierarchy import NodeInfo
-from zarr_dask_utils._core.locations import Location, open_store, resolve_location
-from zarr_dask_utils._core.reports import Finding, Report
-from zarr_dask_utils._core.walk import HierarchyReport, open_node, walk_hierarchy
+from zarr_dask_utils._core.pure.nodes import NodeInfo
+from zarr_dask_utils._core.pure.reports import Finding, Report
+from zarr_dask_utils._core.storage.locations import Location, open_store, resolve_location
 from zarr_dask_utils.concurrent import (
     DistributedLock,
     SafeStoreReport,
@@ -50,6 +49,7 @@ from zarr_dask_utils.debug import (
     enable_debug_mode,
     explain_zarr_error,
 )
+from zarr_dask_utils.info import HierarchyReport, open_node, walk_hierarchy
 from zarr_dask_utils.integrity import (
     ChunkSampleReport,
     ComparisonReport,

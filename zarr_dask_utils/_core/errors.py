@@ -15,6 +15,7 @@ __all__ = [
     "ChunkUnreadableError",
     "ClusterConnectionError",
     "ConcurrentModificationError",
+    "DraftV3StoreError",
     "EndpointUnreachableError",
     "InvalidOptionError",
     "LockTimeoutError",
@@ -55,6 +56,16 @@ class NotAZarrStoreError(ZarrDaskUtilsError, ValueError):
     """Something exists at the location, but it holds no Zarr metadata document."""
 
     kind = "not-a-zarr-store"
+
+
+class DraftV3StoreError(NotAZarrStoreError):
+    """The location holds a pre-1.0 draft-v3 store (``meta/root/…`` + ``data/root/…`` layout).
+
+    zarr-python 2.11–2.18 wrote it as "experimental v3"; zarr-python 3 (final v3 spec: one
+    ``zarr.json`` per node) cannot read it, so neither can zarr-dask-utils.
+    """
+
+    kind = "draft-v3-store"
 
 
 class MetadataInvalidError(ZarrDaskUtilsError, ValueError):

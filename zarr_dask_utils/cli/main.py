@@ -13,14 +13,14 @@ from typing import Any
 
 import click
 
-from zarr_dask_utils._core.naming import cli_messages
-from zarr_dask_utils._core.reports import Report
-from zarr_dask_utils._core.walk import walk_hierarchy
+from zarr_dask_utils._core.pure.naming import cli_messages
+from zarr_dask_utils._core.pure.reports import Report
 from zarr_dask_utils.cli.chunkspec import parse_chunks, parse_patterns
 from zarr_dask_utils.cli.options import multi_command, parse_storage_options, store_command
 from zarr_dask_utils.cli.redact import FILTER, start_redaction
 from zarr_dask_utils.cli.render import EXIT_USAGE
 from zarr_dask_utils.debug.diagnose import diagnose_zarr_store
+from zarr_dask_utils.info import walk_hierarchy
 from zarr_dask_utils.integrity import (
     check_data_integrity,
     compare_stores,
@@ -28,6 +28,7 @@ from zarr_dask_utils.integrity import (
     verify_chunks,
     verify_manifest,
 )
+from zarr_dask_utils.integrity.plan import MissingPolicy
 from zarr_dask_utils.metadata import consolidate_metadata, repair_metadata, validate_metadata
 from zarr_dask_utils.optimize import analyze_chunks, rechunk_array
 
@@ -84,10 +85,17 @@ def validate(store: str, **kwargs: Any) -> Report:
 
 @cli.command("consolidate")
 @click.option("--dry-run", is_flag=True, help="Report what would change; write nothing.")
+@click.option(
+    "--backup-dir",
+    default=None,
+    metavar="DIR",
+    help="Keep backups of replaced documents here, outside the store "
+    "(default: STORE.zdu-backups beside it).",
+)
 @store_command
-def consolidate(store: str, dry_run: bool, **kwargs: Any) -> Report:
-    """(Re)write the consolidated metadata of STORE, sorted, after a backup."""
-    return consolidate_metadata(store, dry_run=dry_run, **kwargs)
+def consolidate(store: str, dry_run: bool, backup_dir: str | None, **kwargs: Any) -> Report:
+    """(Re)write the consolidated metadata of STORE, sorted, after a backup beside it."""
+    return consolidate_metadata(store, dry_run=dry_run, backup_dir=backup_dir, **kwargs)
 
 
 @cli.command("repair")
@@ -97,10 +105,21 @@ def consolidate(store: str, dry_run: bool, **kwargs: Any) -> Report:
     default=None,
     help="Also create missing consolidated metadata / never touch it (default: fix if present).",
 )
+@click.option(
+    "--backup-dir",
+    default=None,
+    metavar="DIR",
+    help="Keep backups of replaced documents here, outside the store "
+    "(default: STORE.zdu-backups beside it).",
+)
 @store_command
-def repair(store: str, apply: bool, consolidate: bool | None, **kwargs: Any) -> Report:
-    """Repair STORE's metadata (dry run unless --apply); backups are kept in the store."""
-    return repair_metadata(store, dry_run=not apply, consolidate=consolidate, **kwargs)
+def repair(
+    store: str, apply: bool, consolidate: bool | None, backup_dir: str | None, **kwargs: Any
+) -> Report:
+    """Repair STORE's metadata (dry run unless --apply); backups are kept beside the store."""
+    return repair_metadata(
+        store, dry_run=not apply, consolidate=consolidate, backup_dir=backup_dir, **kwargs
+    )
 
 
 @cli.command("doctor")
@@ -121,7 +140,9 @@ def doctor(store: str, **kwargs: Any) -> Report:
     help="Severity of chunks that are not stored (read as fill value).",
 )
 @store_command
-def check(store: str, deep: bool, nan_check: bool, missing_chunks: str, **kwargs: Any) -> Report:
+def check(
+    store: str, deep: bool, nan_check: bool, missing_chunks: MissingPolicy, **kwargs: Any
+) -> Report:
     """Check STORE's chunk data: inventory, and with --deep decode every chunk; exit 1 if bad."""
     return check_data_integrity(
         store, deep=deep, nan_check=nan_check, missing_chunks=missing_chunks, **kwargs
@@ -155,7 +176,7 @@ def verify_chunks_command(
 @multi_command(["a", "b"], extra_storage=["b"])
 def compare(a: str, b: str, b_storage_options: Any, **kwargs: Any) -> Report:
     """Compare stores A and B: metadata, attributes and every chunk; exit 1 if they differ."""
-    return compare_stores(a, b, storage_options_b=b_storage_options, **kwargs)
+    return compare_stores(a, b, b_storage_options=b_storage_options, **kwargs)
 
 
 @cli.group("manifest")
@@ -256,8 +277,8 @@ def rechunk(
         temp_store=temp,
         engine=engine,
         overwrite=overwrite,
-        target_options=dst_storage_options,
-        temp_options=temp_storage_options,
+        target_storage_options=dst_storage_options,
+        temp_storage_options=temp_storage_options,
         **kwargs,
     )
 

@@ -18,10 +18,10 @@ from typing import Any
 import click
 from distributed import Client
 
-from zarr_dask_utils._core.cluster import get_client
+from zarr_dask_utils._core.compute.cluster import get_client
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.outputs import probe_file_writable
-from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils._core.pure.reports import Report
+from zarr_dask_utils._core.storage.outputs import probe_file_writable
 from zarr_dask_utils.cli.redact import current_redactor, learn_arguments
 from zarr_dask_utils.cli.render import render_error, render_report
 from zarr_dask_utils.debug.trace import ZarrDebugger

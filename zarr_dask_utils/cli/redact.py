@@ -1,8 +1,8 @@
 """Secrets never leave ``zdu``: one redactor per command, on every text printed and logged.
 
 :func:`start_redaction` (called when the ``zdu`` group starts) makes a fresh
-:class:`~zarr_dask_utils._core.redaction.Redactor` that knows the credential variables of the
-environment and the secret keys of the Dask config, and installs :data:`FILTER` on every
+:class:`~zarr_dask_utils._core.storage.redaction.Redactor` that knows the credential variables of
+the environment and the secret keys of the Dask config, and installs :data:`FILTER` on every
 logging handler of the process (ours, distributed's and the last-resort handler used by
 loggers without one).  The command wrapper then tells it the command's arguments
 (:func:`learn_arguments`: URL credentials, ``-o secret=...``), and the renderers pass every
@@ -16,7 +16,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from zarr_dask_utils._core.redaction import RedactingFilter, Redactor, is_secret_key
+from zarr_dask_utils._core.storage.redaction import RedactingFilter, Redactor, is_secret_key
 
 __all__ = ["FILTER", "current_redactor", "learn_arguments", "start_redaction"]
 

@@ -10,8 +10,8 @@ from typing import Any
 import click
 
 from zarr_dask_utils._core.errors import ZarrDaskUtilsError
-from zarr_dask_utils._core.redaction import Redactor
-from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils._core.pure.reports import Report
+from zarr_dask_utils._core.storage.redaction import Redactor
 from zarr_dask_utils.cli.redact import current_redactor
 from zarr_dask_utils.debug.explain import explain_zarr_error
 

@@ -14,16 +14,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import dask
 import numpy as np
 import zarr
+from dask.base import is_dask_collection
+from dask.delayed import delayed
 from distributed import Client
 
+from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.locations import Location, resolve_location
-from zarr_dask_utils._core.operation import operation
-from zarr_dask_utils._core.reports import Finding, Report
+from zarr_dask_utils._core.pure.reports import Finding, Report
+from zarr_dask_utils._core.storage.locations import Location, resolve_location
 from zarr_dask_utils.concurrent.regions import block_alignment, normalize_region, region_shape
 from zarr_dask_utils.concurrent.write import storage_grid, synchronized_write
 
@@ -254,7 +255,7 @@ def _block_tasks(
     indices = list(itertools.product(*[range(len(c)) for c in dask_array.chunks]))
     name = task_name("safe-store", dask_array.name, location.display, check.region, use_lock)
     return [
-        dask.delayed(_write_block, pure=False)(
+        delayed(_write_block, pure=False)(
             block,
             zarr_array,
             tuple(slice(starts[d][i], starts[d][i + 1]) for d, i in enumerate(index)),
@@ -337,9 +338,14 @@ def to_zarr_region_safe(
                     "into it."
                 )
             arr = group[name]
+            if not isinstance(arr, zarr.Array):
+                raise InvalidOptionError(
+                    f"{name!r} in {location.display} is a group, not an array; a region of "
+                    "a variable can only be written into an array of the same name."
+                )
             data = _encoded(var, target[name].encoding, name)
             sel = tuple(region.get(dim, slice(None)) for dim in var.dims)
-            if dask.is_dask_collection(data):
+            if is_dask_collection(data):
                 check = check_dask_write(data, arr, sel)
                 _refuse_unsafe(check, lock)
                 tasks = _block_tasks(data, arr, check, location, use_lock=lock is not False)

@@ -40,7 +40,7 @@ from zarr.storage import WrapperStore
 
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import ClusterConnectionError, LockTimeoutError
-from zarr_dask_utils._core.locations import resolve_location
+from zarr_dask_utils._core.storage.locations import resolve_location
 from zarr_dask_utils.concurrent.fence import Fence, innermost_store
 from zarr_dask_utils.concurrent.lock import DistributedLock, scheduler_binding
 from zarr_dask_utils.concurrent.regions import lock_names
@@ -186,7 +186,8 @@ class SafeZarrStore(WrapperStore[Store]):
             return lock
 
     def _wait(self) -> float | None:
-        return parse_timedelta(get_option("concurrent.lock-timeout", self._timeout), "s")
+        timeout: str | float | None = get_option("concurrent.lock-timeout", self._timeout)
+        return parse_timedelta(timeout, "s")
 
     def _cluster_lock(self, keys: Iterable[str]) -> DistributedLock | None:
         if self._cluster is False or (self._cluster is None and not self._shareable):

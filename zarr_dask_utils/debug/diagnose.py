@@ -4,8 +4,8 @@ One Dask graph lists the store with object sizes on a worker, reads every metada
 concurrently, and builds the chunk inventory next to the listing, so only small per-array
 counts travel to the client (a store of 100,000+ objects never crosses the network as a
 listing).  The pure rules in :mod:`~zarr_dask_utils.debug.diagnose_rules` turn the facts into
-findings, and the metadata feature's pure checks add every ``validate_metadata`` finding from
-the same documents and listing (no second graph).
+findings, and the shared metadata checks (:mod:`zarr_dask_utils._core.checks`) add every
+``validate_metadata`` finding from the same documents and listing (no second graph).
 """
 
 from __future__ import annotations
@@ -18,14 +18,19 @@ import numpy as np
 from dask.delayed import delayed
 from distributed import Client
 
+from zarr_dask_utils._core.checks.hierarchy import (
+    check_documents,
+    chunk_check_task,
+    consolidated_status,
+)
+from zarr_dask_utils._core.compute.inventory_graph import build_inventory_graph
+from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.hierarchy import NodeInfo, nodes_from_documents
-from zarr_dask_utils._core.inventory import Inventory
-from zarr_dask_utils._core.inventory_graph import build_inventory_graph
-from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils._core.operation import operation
-from zarr_dask_utils._core.reports import Report, sort_findings
+from zarr_dask_utils._core.pure.inventory import Inventory
+from zarr_dask_utils._core.pure.nodes import NodeInfo, nodes_from_documents
+from zarr_dask_utils._core.pure.reports import Report, sort_findings
+from zarr_dask_utils._core.storage.locations import StoreLike
 from zarr_dask_utils.debug.diagnose_rules import (
     ArrayDiagnosis,
     array_findings,
@@ -34,7 +39,6 @@ from zarr_dask_utils.debug.diagnose_rules import (
     limits_from,
     store_findings,
 )
-from zarr_dask_utils.metadata import check_documents, chunk_check_task, consolidated_status
 
 __all__ = ["DiagnosisReport", "diagnose_zarr_store"]
 

@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from zarr_dask_utils._core.chunk_choice import suggest_chunks
-from zarr_dask_utils._core.reports import Finding
+from zarr_dask_utils._core.pure.chunk_choice import suggest_chunks
+from zarr_dask_utils._core.pure.reports import Finding
 
 __all__ = [
     "ArrayDiagnosis",
@@ -99,7 +99,7 @@ class ArrayDiagnosis:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe facts, derived sizes included."""
-        from zarr_dask_utils._core.reports import json_safe
+        from zarr_dask_utils._core.pure.reports import json_safe
 
         data = {name: json_safe(getattr(self, name)) for name in self.__slots__}
         for name in ("chunk_bytes", "object_bytes", "mean_stored_bytes", "compression_ratio"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zarr_dask_utils._core.errors import ZarrDaskUtilsError, exception_chain
-from zarr_dask_utils._core.locations import redact
+from zarr_dask_utils._core.storage.locations import redact
 from zarr_dask_utils.debug.error_table import RULES, ErrorRule
 
 __all__ = ["ErrorExplanation", "explain_zarr_error"]

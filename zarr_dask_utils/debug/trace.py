@@ -1,7 +1,7 @@
 """``ZarrDebugger`` and ``enable_debug_mode``: see every store operation, also on workers.
 
-The recording lives in :mod:`~zarr_dask_utils._core.trace`, the report built from it in
-:mod:`~zarr_dask_utils._core.trace_report` (shared with profiling); this is the public face.
+The recording lives in :mod:`~zarr_dask_utils._core.storage.trace`, the report built from it in
+:mod:`~zarr_dask_utils._core.pure.trace_report` (shared with profiling); this is the public face.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from contextlib import ExitStack
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from zarr_dask_utils._core import trace
-from zarr_dask_utils._core.trace import StoreOp
-from zarr_dask_utils._core.trace_report import TraceReport
+from zarr_dask_utils._core.pure.trace_report import StoreOp, TraceReport
+from zarr_dask_utils._core.storage import trace
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -107,7 +106,7 @@ class ZarrDebugger:
         self._stack = ExitStack()
         client = self._client
         if client is None:
-            from zarr_dask_utils._core.cluster import _current_client
+            from zarr_dask_utils._core.compute.cluster import _current_client
 
             client = _current_client()
         if client is not None:

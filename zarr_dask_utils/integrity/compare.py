@@ -22,27 +22,22 @@ from dask.delayed import Delayed, delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
-from zarr_dask_utils._core.chunkgrid import grid_from_document
+from zarr_dask_utils._core.compute.hierarchy_graph import build_read_graph
+from zarr_dask_utils._core.compute.operation import Operation, operation
+from zarr_dask_utils._core.compute.reduce import tree_reduce
+from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.decoding.block_reader import read_region
 from zarr_dask_utils._core.decoding.pipeline_decoder import grid_of, open_array
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.hierarchy import (
-    ARRAY_V2,
-    ZARR_JSON,
-    NodeInfo,
-    build_read_graph,
-    nodes_from_documents,
-    parse_document,
-)
-from zarr_dask_utils._core.inventory import itemsize_of
-from zarr_dask_utils._core.locations import Location, StoreLike
-from zarr_dask_utils._core.objectstream import StreamSettings, stream_objects
-from zarr_dask_utils._core.operation import Operation, operation
-from zarr_dask_utils._core.partition import plan_batches
-from zarr_dask_utils._core.reduce import tree_reduce
-from zarr_dask_utils._core.reports import Finding, sort_findings
-from zarr_dask_utils._core.storeio import join_key, storage_errors
+from zarr_dask_utils._core.pure.chunkgrid import grid_from_document
+from zarr_dask_utils._core.pure.inventory import itemsize_of
+from zarr_dask_utils._core.pure.keys import ARRAY_V2, ZARR_JSON, join_key, parse_document
+from zarr_dask_utils._core.pure.nodes import NodeInfo, nodes_from_documents
+from zarr_dask_utils._core.pure.partition import plan_batches
+from zarr_dask_utils._core.pure.reports import Finding, sort_findings
+from zarr_dask_utils._core.storage.locations import Location, StoreLike
+from zarr_dask_utils._core.storage.objectstream import StreamSettings, stream_objects
+from zarr_dask_utils._core.storage.storeio import storage_errors
 from zarr_dask_utils.integrity.metadiff import metadata_differences
 from zarr_dask_utils.integrity.reports import ComparisonReport
 from zarr_dask_utils.integrity.valuediff import (
@@ -275,7 +270,7 @@ def compare_stores(
     rtol: float = 0.0,
     atol: float = 0.0,
     storage_options: Mapping[str, Any] | None = None,
-    storage_options_b: Mapping[str, Any] | None = None,
+    b_storage_options: Mapping[str, Any] | None = None,
     client: Client | None = None,
     progress: bool | None = None,
 ) -> ComparisonReport:
@@ -291,7 +286,7 @@ def compare_stores(
         The two hierarchies (paths, URLs, zarr Stores/Groups/Arrays); *a* is the reference.
     rtol, atol
         Tolerance of the value comparison (``numpy.isclose``); NaN equals NaN.
-    storage_options, storage_options_b
+    storage_options, b_storage_options
         fsspec options for *a* and *b*.
     client
         Dask client.
@@ -306,7 +301,7 @@ def compare_stores(
     """
     with operation("compare", client=client, progress=progress) as op:
         loc_a = op.open(a, storage_options=storage_options)
-        loc_b = op.open(b, role="other", storage_options=storage_options_b)
+        loc_b = op.open(b, role="other", storage_options=b_storage_options)
         raw_a, raw_b = _read_documents(op)
         plan = plan_comparison(raw_a, raw_b)
         diffs = _run_comparison(op, comparison_graph(loc_a, loc_b, plan, rtol=rtol, atol=atol))

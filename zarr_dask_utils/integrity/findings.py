@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from zarr_dask_utils._core.decoding.pipeline_decoder import DecodeResult
-from zarr_dask_utils._core.hierarchy import ARRAY_V2, ZARR_JSON, split_key
-from zarr_dask_utils._core.reports import Finding
+from zarr_dask_utils._core.pure.keys import ARRAY_V2, ZARR_JSON, split_key
+from zarr_dask_utils._core.pure.reports import Finding
 
 __all__ = [
     "VERIFY_CODES",

@@ -33,19 +33,20 @@ from dask.delayed import delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
-from zarr_dask_utils._core.canonical import canonical_of_url, refuse_overlap
+from zarr_dask_utils._core.compute.operation import Operation, operation
+from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.heap import heap_allocations
-from zarr_dask_utils._core.listing import list_sizes_task
-from zarr_dask_utils._core.locations import Location, StoreLike, redact
-from zarr_dask_utils._core.objectstream import StreamSettings, stream_objects
-from zarr_dask_utils._core.operation import Operation, operation
-from zarr_dask_utils._core.outputs import probe_file_writable
-from zarr_dask_utils._core.partition import partition_keys
-from zarr_dask_utils._core.reports import sort_findings
-from zarr_dask_utils._core.storeio import join_key, storage_errors
+from zarr_dask_utils._core.pure.keys import join_key
+from zarr_dask_utils._core.pure.partition import partition_keys
+from zarr_dask_utils._core.pure.reports import sort_findings
+from zarr_dask_utils._core.storage.canonical import canonical_of_url, refuse_overlap
+from zarr_dask_utils._core.storage.heap import heap_allocations
+from zarr_dask_utils._core.storage.listing import list_sizes_task
+from zarr_dask_utils._core.storage.locations import Location, StoreLike, redact
+from zarr_dask_utils._core.storage.objectstream import StreamSettings, stream_objects
+from zarr_dask_utils._core.storage.outputs import probe_file_writable
+from zarr_dask_utils._core.storage.storeio import storage_errors
 from zarr_dask_utils.integrity.findings import compare_sizes, hash_findings
 from zarr_dask_utils.integrity.plan import cap
 from zarr_dask_utils.integrity.reports import ManifestReport, ManifestVerificationReport
@@ -254,6 +255,7 @@ def create_manifest(
         op.probe("source")
         hashed = _hash_graph(op, _list(op), algorithm)
     objects = {k: v for k, v in sorted(hashed.items()) if v is not None}
+    total_bytes = sum(int(v["size"]) for v in objects.values())
     doc = {
         "format": MANIFEST_FORMAT,
         "version": MANIFEST_VERSION,
@@ -261,7 +263,7 @@ def create_manifest(
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "store": location.display,
         "count": len(objects),
-        "total_bytes": sum(int(v["size"]) for v in objects.values()),
+        "total_bytes": total_bytes,
         "objects": objects,
     }
     written = None if output is None else write_document(doc, output, output_storage_options)
@@ -270,7 +272,7 @@ def create_manifest(
         engine=op.engine or "",
         algorithm=algorithm,
         objects=len(objects),
-        total_bytes=int(doc["total_bytes"]),
+        total_bytes=total_bytes,
         output=written,
         document=doc,
     )

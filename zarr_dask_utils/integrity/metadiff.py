@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from zarr_dask_utils._core.hierarchy import NodeInfo
-from zarr_dask_utils._core.reports import Finding
+from zarr_dask_utils._core.pure.nodes import NodeInfo
+from zarr_dask_utils._core.pure.reports import Finding
 
 __all__ = ["metadata_differences"]
 

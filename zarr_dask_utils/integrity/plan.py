@@ -1,7 +1,7 @@
 """Pure planning for the integrity checks: samples, probabilities, findings.
 
 No I/O and no Dask: grids and inventories in, samples and findings out.  Batches of objects
-come from the shared :mod:`~zarr_dask_utils._core.partition`, decode error codes from
+come from the shared :mod:`~zarr_dask_utils._core.pure.partition`, decode error codes from
 :mod:`~zarr_dask_utils._core.decoding.classify`.
 """
 
@@ -13,9 +13,9 @@ from typing import Literal
 
 import numpy as np
 
-from zarr_dask_utils._core.chunkgrid import ArrayGrid
-from zarr_dask_utils._core.inventory import MAX_LISTED, ArrayInventory, Inventory, KeyList
-from zarr_dask_utils._core.reports import Finding, Severity
+from zarr_dask_utils._core.pure.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.pure.inventory import MAX_LISTED, ArrayInventory, Inventory, KeyList
+from zarr_dask_utils._core.pure.reports import Finding, Severity
 
 __all__ = [
     "MISSING_NOTE",
@@ -157,7 +157,7 @@ def _array_findings(arr: ArrayInventory, missing_chunks: MissingPolicy) -> list[
 def inventory_findings(
     inventory: Inventory, *, missing_chunks: MissingPolicy = "info"
 ) -> list[Finding]:
-    """Findings for every anomaly an :class:`~zarr_dask_utils._core.inventory.Inventory` holds."""
+    """Findings for every anomaly of an :class:`~zarr_dask_utils._core.pure.inventory.Inventory`."""
     found: list[Finding] = []
     for path in sorted(inventory.arrays):
         found += _array_findings(inventory.arrays[path], missing_chunks)

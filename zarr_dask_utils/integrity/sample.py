@@ -10,14 +10,14 @@ from typing import Any
 from dask.utils import parse_bytes
 from distributed import Client
 
+from zarr_dask_utils._core.compute.operation import operation
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.decoding.pipeline_decoder import grid_of, open_array
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils._core.operation import operation
-from zarr_dask_utils._core.partition import largest_first, plan_batches
-from zarr_dask_utils._core.reports import sort_findings
-from zarr_dask_utils._core.storeio import storage_errors
+from zarr_dask_utils._core.pure.partition import largest_first, plan_batches
+from zarr_dask_utils._core.pure.reports import sort_findings
+from zarr_dask_utils._core.storage.locations import StoreLike
+from zarr_dask_utils._core.storage.storeio import storage_errors
 from zarr_dask_utils.integrity.findings import decode_findings
 from zarr_dask_utils.integrity.plan import miss_probability, sample_indices, smallest_detectable
 from zarr_dask_utils.integrity.reports import ChunkSampleReport

@@ -18,12 +18,15 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import dask
+from dask.base import annotate
 from dask.delayed import Delayed, delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
-from zarr_dask_utils._core.chunkgrid import grid_from_document
+from zarr_dask_utils._core.compute.inventory_graph import build_inventory_graph
+from zarr_dask_utils._core.compute.operation import Operation, operation
+from zarr_dask_utils._core.compute.reduce import tree_reduce
+from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.decoding.direct_decoder import decode_direct, direct_chain
 from zarr_dask_utils._core.decoding.pipeline_decoder import (
@@ -33,26 +36,24 @@ from zarr_dask_utils._core.decoding.pipeline_decoder import (
     grid_of,
     open_array,
 )
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.heap import heap_allocations
-from zarr_dask_utils._core.hierarchy import (
+from zarr_dask_utils._core.pure.chunkgrid import grid_from_document
+from zarr_dask_utils._core.pure.inventory import Inventory, array_documents, itemsize_of
+from zarr_dask_utils._core.pure.keys import (
     ARRAY_V2,
     CONSOLIDATED_V2,
     ZARR_JSON,
+    join_key,
     parse_document,
     split_key,
 )
-from zarr_dask_utils._core.inventory import Inventory, array_documents, itemsize_of
-from zarr_dask_utils._core.inventory_graph import build_inventory_graph
-from zarr_dask_utils._core.locations import Location, StoreLike
-from zarr_dask_utils._core.naming import option_text
-from zarr_dask_utils._core.objectstream import StreamSettings
-from zarr_dask_utils._core.operation import Operation, operation
-from zarr_dask_utils._core.partition import largest_first, plan_batches
-from zarr_dask_utils._core.probe import Probe
-from zarr_dask_utils._core.reduce import tree_reduce
-from zarr_dask_utils._core.reports import sort_findings
-from zarr_dask_utils._core.storeio import join_key, read_keys, storage_errors
+from zarr_dask_utils._core.pure.naming import option_text
+from zarr_dask_utils._core.pure.partition import largest_first, plan_batches
+from zarr_dask_utils._core.pure.reports import sort_findings
+from zarr_dask_utils._core.storage.heap import heap_allocations
+from zarr_dask_utils._core.storage.locations import Location, StoreLike
+from zarr_dask_utils._core.storage.objectstream import StreamSettings
+from zarr_dask_utils._core.storage.probe import Probe
+from zarr_dask_utils._core.storage.storeio import read_keys, storage_errors
 from zarr_dask_utils.integrity.findings import decode_findings, metadata_findings
 from zarr_dask_utils.integrity.plan import MISSING_NOTE, MissingPolicy, inventory_findings
 from zarr_dask_utils.integrity.reports import IntegrityReport
@@ -159,7 +160,7 @@ def read_inventory(
     location = op.locations["source"]
     backup = str(get_option("metadata.backup-prefix"))
     # the listing chain first: short tasks that would otherwise wait behind decode batches
-    with dask.annotate(priority=100):
+    with annotate(priority=100):
         _, raw, inv = build_inventory_graph(location, exclude_prefix=backup, nparts=nparts)
     result = op.run([raw, inv, *also])
     raw_docs, inventory = result[0], result[1]
@@ -180,6 +181,7 @@ def read_inventory(
 def decode_layout(name: str, doc: Mapping[str, Any]) -> tuple[Any, ...]:
     """What decoding an array's objects depends on: grid, data type and codecs (no attributes)."""
     grid = grid_from_document("", name, doc)
+    codecs: tuple[Any, ...]
     if name == ARRAY_V2:
         codecs = (doc.get("dtype"), doc.get("compressor"), doc.get("filters"), doc.get("order"))
     else:
@@ -256,7 +258,7 @@ def scan_graph(location: Location, work: Sequence[Work], *, op: str, stats: bool
     """One task per batch of work, reduced in a tree (:func:`tree_reduce`) to at most 32 results.
 
     Tasks run in plan order (priorities), so the small batches of the last round
-    (:func:`~zarr_dask_utils._core.partition.batch_bounds`) come last.  Compute the returned
+    (:func:`~zarr_dask_utils._core.pure.partition.batch_bounds`) come last.  Compute the returned
     collections and fold their values together with :func:`merge_results`.
     """
     settings = StreamSettings.from_config()
@@ -264,7 +266,7 @@ def scan_graph(location: Location, work: Sequence[Work], *, op: str, stats: bool
     direct = bool(get_option("integrity.direct-decode"))
     tasks = []
     for i, w in enumerate(work):
-        with dask.annotate(priority=-i):
+        with annotate(priority=-i):
             tasks.append(
                 delayed(scan_batch_task, pure=False)(
                     location,

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 from dask.delayed import Delayed, delayed
 
-from zarr_dask_utils._core.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.decoding.block_reader import DirectBlockReader
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.heap import heap_allocations
-from zarr_dask_utils._core.inventory import MAX_LISTED
-from zarr_dask_utils._core.locations import Location
-from zarr_dask_utils._core.partition import aligned_block
-from zarr_dask_utils._core.storeio import join_key
+from zarr_dask_utils._core.pure.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.pure.inventory import MAX_LISTED
+from zarr_dask_utils._core.pure.keys import join_key
+from zarr_dask_utils._core.pure.partition import aligned_block
+from zarr_dask_utils._core.storage.heap import heap_allocations
+from zarr_dask_utils._core.storage.locations import Location
 
 __all__ = [
     "ArrayDiff",
@@ -181,7 +181,7 @@ def value_diff_tasks(
     import dask.array as da
 
     def blocks(reader: DirectBlockReader) -> Any:
-        return da.from_array(
+        return da.from_array(  # type: ignore[no-untyped-call]  # dask.array: unannotated
             reader,
             chunks=aligned_block(
                 reader.shape, reader.grid.chunks, reader.dtype.itemsize, block_bytes

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from distributed import Client
 
-from zarr_dask_utils._core.errors import NotAZarrStoreError
-from zarr_dask_utils._core.hierarchy import CONSOLIDATED_V2, ZARR_JSON
-from zarr_dask_utils._core.locations import Location, StoreLike
-from zarr_dask_utils._core.operation import operation
-from zarr_dask_utils.metadata.apply import replace_documents
-from zarr_dask_utils.metadata.consolidated_state import (
+from zarr_dask_utils._core.checks.consolidated_state import (
     current_entries,
     diff_entries,
     dropped_parents,
     expected_entries,
     render_consolidated,
 )
+from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.errors import NotAZarrStoreError
+from zarr_dask_utils._core.pure.keys import CONSOLIDATED_V2, ZARR_JSON
+from zarr_dask_utils._core.storage.locations import Location, StoreLike
+from zarr_dask_utils.metadata.apply import replace_documents
 from zarr_dask_utils.metadata.inspection import inspect_metadata
 from zarr_dask_utils.metadata.reports import ConsolidationReport
 
@@ -35,6 +36,7 @@ def consolidate_metadata(
     dry_run: bool = False,
     progress: bool | None = None,
     backup: bool = True,
+    backup_dir: str | os.PathLike[str] | None = None,
 ) -> ConsolidationReport:
     """Write consolidated metadata (format 2 ``.zmetadata``, format 3 the root ``zarr.json``).
 
@@ -63,6 +65,9 @@ def consolidate_metadata(
         Back up the document replaced (default).  ``False`` when the caller has just
         written the hierarchy itself (e.g. :func:`~zarr_dask_utils.rechunk_array` finishing
         a target it created), so the backup would only copy its own fresh root document.
+    backup_dir
+        Folder or URL for the backup, outside the store (default:
+        ``zarr-dask-utils.metadata.backup-dir``, else ``<store>.zdu-backups`` beside it).
 
     Returns
     -------
@@ -110,7 +115,7 @@ def consolidate_metadata(
     backups: list[str] = []
     if changed and not dry_run:
         written, backups = replace_documents(
-            seen.location, [(key, content)], seen.raw, backup=backup
+            seen.location, [(key, content)], seen.raw, backup=backup, backup_dir=backup_dir
         )
     findings = tuple(f for f in seen.findings if f.code in _BLOCKING)
     return ConsolidationReport(

@@ -2,41 +2,30 @@
 
 One graph: the listing task, the concurrent document reads, and a chunk-key check that runs
 next to the listing on a worker (so the listing of a large store never travels to the
-client).  The pure checks then run on the small documents.
+client).  The pure checks of :mod:`zarr_dask_utils._core.checks` then run on the small
+documents.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dask.delayed import delayed
 
+from zarr_dask_utils._core.checks.hierarchy import check_documents, chunk_check_task
+from zarr_dask_utils._core.checks.nodecheck import unreadable_path_findings
+from zarr_dask_utils._core.checks.structure import ParsedHierarchy
+from zarr_dask_utils._core.compute.hierarchy_graph import build_read_graph, unreadable_task
+from zarr_dask_utils._core.compute.operation import Operation
+from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.hierarchy import build_read_graph, unreadable_task
-from zarr_dask_utils._core.locations import Location
-from zarr_dask_utils._core.nodecheck import unreadable_path_findings
-from zarr_dask_utils._core.operation import Operation
-from zarr_dask_utils._core.probe import Probe
-from zarr_dask_utils._core.reports import Finding, sort_findings
-from zarr_dask_utils.metadata.consolidated_state import consolidated_findings, current_entries
-from zarr_dask_utils.metadata.structure import (
-    ParsedHierarchy,
-    chunk_key_findings,
-    document_findings,
-    parse_hierarchy,
-    structure_findings,
-)
+from zarr_dask_utils._core.pure.reports import Finding, sort_findings
+from zarr_dask_utils._core.storage.locations import Location
+from zarr_dask_utils._core.storage.probe import Probe
 
-__all__ = [
-    "Inspection",
-    "check_documents",
-    "chunk_check_task",
-    "consolidated_status",
-    "inspect_metadata",
-]
+__all__ = ["Inspection", "inspect_metadata"]
 
 
 @dataclass(frozen=True)
@@ -53,39 +42,6 @@ class Inspection:
     raw: Mapping[str, bytes | None]
 
 
-def chunk_check_task(
-    listing: list[str], raw: Mapping[str, bytes | None], zarr_format: int
-) -> tuple[list[Finding], int]:
-    """Worker task: chunk-key findings from the full listing, and the number of objects."""
-    parsed, _ = parse_hierarchy(raw, zarr_format)
-    return chunk_key_findings(parsed, listing), len(listing)
-
-
-def check_documents(
-    raw: Mapping[str, bytes | None], zarr_format: int
-) -> tuple[ParsedHierarchy, list[Finding]]:
-    """Pure: parse the documents and return every document-level metadata finding.
-
-    Everything :func:`~zarr_dask_utils.validate_metadata` checks except chunk keys (which need
-    the listing: see :func:`chunk_check_task`).  Other features that already read the
-    documents in their own graph (``zdu doctor``) call this instead of a second graph.
-    """
-    parsed, findings = parse_hierarchy(raw, zarr_format)
-    findings += document_findings(parsed)
-    findings += structure_findings(parsed)
-    findings += consolidated_findings(parsed)
-    return parsed, findings
-
-
-def consolidated_status(parsed: ParsedHierarchy, findings: Iterable[Finding]) -> str:
-    """``ok``, ``missing``, ``invalid``, ``unreadable``, ``stale`` or ``unsorted``."""
-    status, _ = current_entries(parsed)
-    codes = {f.code for f in findings}
-    if status == "ok" and codes & {"consolidated-stale", "consolidated-unsorted"}:
-        status = "stale" if "consolidated-stale" in codes else "unsorted"
-    return status
-
-
 def inspect_metadata(
     op: Operation,
     role: str = "source",
@@ -99,7 +55,7 @@ def inspect_metadata(
     Parameters
     ----------
     op
-        The operation (see :func:`~zarr_dask_utils._core.operation.operation`); the location
+        The operation (see :func:`~zarr_dask_utils._core.compute.operation.operation`); the location
         must have been opened (and probed) as *role*.
     role
         Which of the operation's locations to inspect.

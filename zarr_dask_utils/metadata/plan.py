@@ -20,17 +20,23 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from zarr_dask_utils._core.hierarchy import ARRAY_V2, ATTRS_V2, GROUP_V2, ZARR_JSON, split_key
-from zarr_dask_utils._core.reports import Finding
-from zarr_dask_utils._core.storeio import join_key
-from zarr_dask_utils.metadata.consolidated_state import (
+from zarr_dask_utils._core.checks.consolidated_state import (
     current_entries,
     diff_entries,
     dropped_parents,
     expected_entries,
     render_consolidated,
 )
-from zarr_dask_utils.metadata.structure import ParsedHierarchy
+from zarr_dask_utils._core.checks.structure import ParsedHierarchy
+from zarr_dask_utils._core.pure.keys import (
+    ARRAY_V2,
+    ATTRS_V2,
+    GROUP_V2,
+    ZARR_JSON,
+    join_key,
+    split_key,
+)
+from zarr_dask_utils._core.pure.reports import Finding
 
 __all__ = ["RepairAction", "RepairPlan", "plan_repairs"]
 

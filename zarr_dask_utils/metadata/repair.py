@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
 from distributed import Client
 
-from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils._core.operation import operation
+from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.storage.locations import StoreLike
 from zarr_dask_utils.metadata.apply import replace_documents
 from zarr_dask_utils.metadata.inspection import inspect_metadata
 from zarr_dask_utils.metadata.plan import plan_repairs
@@ -25,13 +26,15 @@ def repair_metadata(
     storage_options: Mapping[str, Any] | None = None,
     client: Client | None = None,
     progress: bool | None = None,
+    backup_dir: str | os.PathLike[str] | None = None,
 ) -> RepairReport:
     """Repair a hierarchy's metadata documents; a dry run (the default) only reports the plan.
 
     Repairs: writes missing group documents; restores unparsable node documents and missing
     array documents from the consolidated copy when it has them; regenerates consolidated
     metadata that is stale, out of order or invalid (or missing, with ``consolidate=True``).
-    Every replaced document is first copied under ``.zdu/backups/<time>/`` in the store;
+    Every replaced document is first copied outside the hierarchy, under
+    ``<store>.zdu-backups/<time>-<random>/`` beside the store (or ``backup_dir``);
     consolidated metadata is written last.  Chunk data is never read, written or deleted.
     Problems that would need a guess (an invalid dtype, a shape that no longer fits the chunks)
     are the report's ``findings``: after an applied repair, those of a fresh validation.
@@ -51,6 +54,9 @@ def repair_metadata(
         Dask client (default: current, configured, or an embedded LocalCluster).
     progress
         Show a progress bar (``None``: only when a human watches).
+    backup_dir
+        Folder or URL for the backups, outside the store (default:
+        ``zarr-dask-utils.metadata.backup-dir``, else ``<store>.zdu-backups`` beside it).
 
     Returns
     -------
@@ -82,7 +88,9 @@ def repair_metadata(
         remaining = plan.unrepairable
         if plan.actions and not dry_run:
             writes = [(a.key, a.content) for a in plan.actions]
-            applied, backups = replace_documents(seen.location, writes, seen.raw)
+            applied, backups = replace_documents(
+                seen.location, writes, seen.raw, backup_dir=backup_dir
+            )
             # the same operation: the same cluster re-reads what was written
             after = inspect_metadata(op, progress=False, task_prefix="repair-verify")
             remaining = tuple(f for f in after.findings if f.severity != "info")

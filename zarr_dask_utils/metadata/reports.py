@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from zarr_dask_utils._core.naming import option_text
-from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils._core.pure.naming import option_text
+from zarr_dask_utils._core.pure.reports import Report
 from zarr_dask_utils.metadata.plan import RepairAction
 
 __all__ = ["ConsolidationReport", "RepairReport", "ValidationReport"]

@@ -7,9 +7,10 @@ from typing import Any
 
 from distributed import Client
 
-from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils._core.operation import operation
-from zarr_dask_utils.metadata.inspection import consolidated_status, inspect_metadata
+from zarr_dask_utils._core.checks.hierarchy import consolidated_status
+from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.storage.locations import StoreLike
+from zarr_dask_utils.metadata.inspection import inspect_metadata
 from zarr_dask_utils.metadata.reports import ValidationReport
 
 __all__ = ["validate_metadata"]

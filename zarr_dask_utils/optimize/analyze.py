@@ -2,8 +2,8 @@
 
 Metadata only: shapes, chunks, shards and dimension names come from
 :func:`~zarr_dask_utils.walk_hierarchy` (one Dask graph reading the documents); no chunk is
-read.  The arithmetic lives in the pure, shared :mod:`~zarr_dask_utils._core.access_patterns`,
-:mod:`~zarr_dask_utils._core.cost_model` and :mod:`~zarr_dask_utils._core.chunk_choice`.
+read.  The arithmetic lives in the pure, shared :mod:`~zarr_dask_utils._core.pure.access_patterns`,
+:mod:`~zarr_dask_utils._core.pure.cost_model` and :mod:`~zarr_dask_utils._core.pure.chunk_choice`.
 """
 
 from __future__ import annotations
@@ -16,15 +16,16 @@ import numpy as np
 from dask.utils import parse_bytes
 from distributed import Client
 
-from zarr_dask_utils._core.access_patterns import resolve_patterns
-from zarr_dask_utils._core.chunk_choice import consistent_chunks, recommend_chunks
+from zarr_dask_utils._core.compute.operation import operation
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.cost_model import CostParams, pattern_cost
-from zarr_dask_utils._core.hierarchy import NodeInfo, is_metadata_key, node_path
-from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils._core.operation import operation
-from zarr_dask_utils._core.reports import Finding, sort_findings
-from zarr_dask_utils._core.walk import HierarchyReport, walk_hierarchy
+from zarr_dask_utils._core.pure.access_patterns import resolve_patterns
+from zarr_dask_utils._core.pure.chunk_choice import consistent_chunks, recommend_chunks
+from zarr_dask_utils._core.pure.cost_model import CostParams, pattern_cost
+from zarr_dask_utils._core.pure.keys import is_metadata_key, node_path
+from zarr_dask_utils._core.pure.nodes import NodeInfo
+from zarr_dask_utils._core.pure.reports import Finding, sort_findings
+from zarr_dask_utils._core.storage.locations import StoreLike
+from zarr_dask_utils.info import HierarchyReport, walk_hierarchy
 from zarr_dask_utils.optimize.reports import ChunkAnalysisReport
 
 __all__ = ["analyze_chunks", "dims_of"]
@@ -184,7 +185,7 @@ def analyze_chunks(
     shard_bytes
         Target size of a recommended shard for format 3 (``0``: never recommend shards).
     params
-        Cost-model parameters (:class:`~zarr_dask_utils._core.cost_model.CostParams` or a
+        Cost-model parameters (:class:`~zarr_dask_utils._core.pure.cost_model.CostParams` or a
         mapping of its fields); defaults describe an object store.
     storage_options, client, progress
         As for :func:`~zarr_dask_utils.walk_hierarchy`.

@@ -15,17 +15,17 @@ import math
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 import zarr
 from zarr.storage import MemoryStore, StorePath
 
 from zarr_dask_utils._core.errors import InvalidOptionError, MetadataInvalidError
-from zarr_dask_utils._core.hierarchy import is_metadata_key, parse_document
-from zarr_dask_utils._core.locations import Location
-from zarr_dask_utils._core.storeio import join_key, list_keys, read_keys, storage_errors, write_keys
-from zarr_dask_utils._core.walk import open_node
+from zarr_dask_utils._core.pure.keys import is_metadata_key, join_key, parse_document
+from zarr_dask_utils._core.storage.locations import Location
+from zarr_dask_utils._core.storage.storeio import list_keys, read_keys, storage_errors, write_keys
+from zarr_dask_utils.info import open_node
 from zarr_dask_utils.optimize.chunkspec import ArrayAxes, check_chunk_spec
 from zarr_dask_utils.optimize.plan import RechunkPlan, normalize_chunks
 
@@ -144,7 +144,7 @@ def chunks_for(
         spec = None  # a per-array mapping that does not name this array: keep its chunks
     if spec is not None and not isinstance(spec, Mapping) and not single and len(spec) != arr.ndim:
         spec = None
-    return normalize_chunks(spec, arr.shape, current, names)  # type: ignore[arg-type]
+    return normalize_chunks(spec, arr.shape, current, names)
 
 
 def check_requests(
@@ -183,7 +183,7 @@ def build_target_documents(
     chunks: Mapping[str, tuple[int, ...]],
     shards: Mapping[str, tuple[int, ...] | None],
     *,
-    zarr_format: int,
+    zarr_format: Literal[2, 3],
     compressors: Any = None,
 ) -> tuple[dict[str, Any], dict[str, bytes]]:
     """Create the target hierarchy in memory; return ``(metadata per array, documents)``.
@@ -227,7 +227,7 @@ def build_target_documents(
                 chunks=chunks[path],
                 fill_value=fill,
                 attributes=attrs,
-                zarr_format=zarr_format,  # type: ignore[arg-type]
+                zarr_format=zarr_format,
                 overwrite=True,
                 **_codec_options(arr, zarr_format, compressors),
                 **extra,
@@ -305,7 +305,8 @@ def copy_blocks_task(
     with storage_errors(target.display):
         for region, done in zip(regions, done_keys, strict=True):
             selection = tuple(slice(a, b) for a, b in region)
-            data = src[selection]
+            # a selection of slices reads an array (zarr types it as array or scalar)
+            data = cast("np.ndarray[Any, Any]", src[selection])
             dst[selection] = data
             written += int(data.nbytes)
             del data

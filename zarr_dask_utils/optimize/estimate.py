@@ -19,13 +19,15 @@ from distributed import Client
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from zarr_dask_utils._core.access_patterns import resolve_patterns
-from zarr_dask_utils._core.cost_model import CostParams, SelectionCost, pattern_cost
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.locations import Location, StoreLike
-from zarr_dask_utils._core.operation import operation
-from zarr_dask_utils._core.storeio import join_key, storage_errors
-from zarr_dask_utils._core.walk import open_node
+from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.compute.runner import task_name
+from zarr_dask_utils._core.pure.access_patterns import resolve_patterns
+from zarr_dask_utils._core.pure.cost_model import CostParams, SelectionCost, pattern_cost
+from zarr_dask_utils._core.pure.keys import join_key
+from zarr_dask_utils._core.storage.locations import Location, StoreLike
+from zarr_dask_utils._core.storage.storeio import storage_errors
+from zarr_dask_utils.info import open_node
+from zarr_dask_utils.optimize.array_jobs import dimension_names_of
 from zarr_dask_utils.optimize.reports import PerformanceEstimate
 
 __all__ = ["estimate_performance", "probe_task"]
@@ -145,7 +147,7 @@ def estimate_performance(
             cost_params = params
         else:
             cost_params = CostParams(**{"source": "given", **dict(params)})
-    dims = getattr(node.metadata, "dimension_names", None) or node.attrs.get("_ARRAY_DIMENSIONS")
+    dims = dimension_names_of(node)
     chunks = tuple(chunks) if chunks is not None else tuple(node.chunks)
     if shards is None and chunks == tuple(node.chunks):
         shards = node.shards

@@ -21,10 +21,11 @@ from typing import Any
 import numpy as np
 from dask.delayed import delayed
 
-from zarr_dask_utils._core.graph import task_name
-from zarr_dask_utils._core.locations import Location
-from zarr_dask_utils._core.markers import MARKER_PREFIX
-from zarr_dask_utils._core.storeio import join_key, read_keys, storage_errors, write_keys
+from zarr_dask_utils._core.compute.runner import task_name
+from zarr_dask_utils._core.pure.keys import join_key
+from zarr_dask_utils._core.storage.locations import Location
+from zarr_dask_utils._core.storage.markers import MARKER_PREFIX
+from zarr_dask_utils._core.storage.storeio import read_keys, storage_errors, write_keys
 from zarr_dask_utils.optimize.array_jobs import ArrayJob, copy_blocks_task, open_from_metadata
 from zarr_dask_utils.optimize.plan import block_regions
 

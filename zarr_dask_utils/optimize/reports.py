@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from zarr_dask_utils._core.reports import Report
+from zarr_dask_utils._core.pure.reports import Report
 
 __all__ = ["ChunkAnalysisReport", "PerformanceEstimate", "RechunkReport"]
 

@@ -17,9 +17,9 @@ import zarr
 from zarr.abc.store import Store
 from zarr.storage import MemoryStore
 
-from zarr_dask_utils._core.hierarchy import is_metadata_key
-from zarr_dask_utils._core.locations import StoreLike, resolve_location
-from zarr_dask_utils._core.storeio import join_key, list_keys, read_keys, write_keys
+from zarr_dask_utils._core.pure.keys import is_metadata_key, join_key
+from zarr_dask_utils._core.storage.locations import StoreLike, resolve_location
+from zarr_dask_utils._core.storage.storeio import list_keys, read_keys, write_keys
 
 __all__ = [
     "SAMPLE_ARRAYS",

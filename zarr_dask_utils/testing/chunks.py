@@ -13,10 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
 
-from zarr_dask_utils._core.chunkgrid import grid_from_document
-from zarr_dask_utils._core.hierarchy import ARRAY_V2, ZARR_JSON, is_metadata_key
-from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils._core.storeio import delete_keys, join_key, list_keys, read_keys, write_keys
+from zarr_dask_utils._core.pure.chunkgrid import grid_from_document
+from zarr_dask_utils._core.pure.keys import ARRAY_V2, ZARR_JSON, is_metadata_key, join_key
+from zarr_dask_utils._core.storage.locations import StoreLike
+from zarr_dask_utils._core.storage.storeio import delete_keys, list_keys, read_keys, write_keys
 from zarr_dask_utils.testing.builders import writable_store
 
 __all__ = [

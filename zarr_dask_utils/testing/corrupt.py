@@ -19,17 +19,18 @@ import zarr
 from zarr.abc.store import Store
 from zarr.storage import MemoryStore
 
-from zarr_dask_utils._core.hierarchy import (
+from zarr_dask_utils._core.pure.keys import (
     ARRAY_V2,
     ATTRS_V2,
     CONSOLIDATED_V2,
     GROUP_V2,
     ZARR_JSON,
+    join_key,
     parse_document,
     split_key,
 )
-from zarr_dask_utils._core.locations import StoreLike
-from zarr_dask_utils._core.storeio import delete_keys, join_key, read_keys, write_keys
+from zarr_dask_utils._core.storage.locations import StoreLike
+from zarr_dask_utils._core.storage.storeio import delete_keys, read_keys, write_keys
 from zarr_dask_utils.testing.builders import writable_store
 
 __all__ = [

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from zarr_dask_utils._core.locations import StoreLike
+from zarr_dask_utils._core.storage.locations import StoreLike
 from zarr_dask_utils.testing.corrupt import write_bytes
 
 __all__ = ["empty_document", "link_loop", "nest_brackets", "self_loop"]

@@ -21,10 +21,11 @@ import zarr
 from zarr_dask_utils._core.decoding.direct_decoder import DecodeFailure, DirectDecoder, direct_chain
 from zarr_dask_utils._core.decoding.pipeline_decoder import grid_of, open_array
 from zarr_dask_utils._core.errors import ChunkUnreadableError
-from zarr_dask_utils._core.heap import heap_allocations
-from zarr_dask_utils._core.locations import Location
-from zarr_dask_utils._core.objectstream import stream_objects
-from zarr_dask_utils._core.storeio import join_key, storage_errors, translate_storage_error
+from zarr_dask_utils._core.pure.keys import join_key
+from zarr_dask_utils._core.storage.heap import heap_allocations
+from zarr_dask_utils._core.storage.locations import Location
+from zarr_dask_utils._core.storage.objectstream import stream_objects
+from zarr_dask_utils._core.storage.storeio import storage_errors, translate_storage_error
 
 __all__ = ["DirectBlockReader", "read_region"]
 
@@ -63,7 +64,7 @@ class DirectBlockReader:
     zarr_format
         Its format (2 or 3).
     heap_threshold
-        See :func:`~zarr_dask_utils._core.heap.heap_allocations` (decode scratch buffers).
+        See :func:`~zarr_dask_utils._core.storage.heap.heap_allocations` (decode scratch buffers).
     """
 
     def __init__(

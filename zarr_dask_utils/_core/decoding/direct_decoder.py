@@ -30,11 +30,11 @@ import zarr
 from numcodecs import blosc as numcodecs_blosc
 from numcodecs.abc import Codec as Numcodec
 
-from zarr_dask_utils._core.chunkgrid import ArrayGrid
 from zarr_dask_utils._core.decoding.classify import classify_decode_error
 from zarr_dask_utils._core.decoding.pipeline_decoder import ArrayStats, DecodeResult
-from zarr_dask_utils._core.objectstream import stream_objects
-from zarr_dask_utils._core.storeio import join_key
+from zarr_dask_utils._core.pure.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.pure.keys import join_key
+from zarr_dask_utils._core.storage.objectstream import stream_objects
 
 __all__ = [
     "DecodeFailure",

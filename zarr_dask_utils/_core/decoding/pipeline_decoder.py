@@ -19,9 +19,10 @@ from zarr.abc.store import Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 
-from zarr_dask_utils._core.chunkgrid import ArrayGrid
 from zarr_dask_utils._core.decoding.classify import classify_decode_error
-from zarr_dask_utils._core.storeio import concurrent_map, join_key
+from zarr_dask_utils._core.pure.chunkgrid import ArrayGrid
+from zarr_dask_utils._core.pure.keys import join_key
+from zarr_dask_utils._core.storage.storeio import concurrent_map
 
 __all__ = ["ArrayStats", "DecodeResult", "blosc_threads", "decode_objects", "open_array"]
 
@@ -247,7 +248,7 @@ def decode_objects(
 
 def grid_of(array: zarr.Array[Any], path: str) -> ArrayGrid:
     """The storage grid of an opened array (shards when sharded)."""
-    from zarr_dask_utils._core.chunkgrid import grid_from_document
+    from zarr_dask_utils._core.pure.chunkgrid import grid_from_document
 
     md = array.metadata
     doc: Mapping[str, Any] = md.to_dict()

@@ -1,0 +1,267 @@
+"""Store-operation tracing, in this process and on every Dask worker.
+
+While a trace session is active, :meth:`Location.open_store` returns its store wrapped in a
+:class:`TracingStore`, which records every operation (kind, key, bytes, seconds, process) into
+the session's buffer of the process it runs in, logs it at DEBUG when debug logging is on, and
+reports it to Dask's fine performance metrics (``context_meter``) so the dashboard shows store
+time and bytes per task prefix.  Workers learn about a session from a ``WorkerPlugin``; the
+records they keep are drained to the client with ``client.run`` when the session (or an
+embedded cluster) ends.  :class:`~zarr_dask_utils.ZarrDebugger` is the public face.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from distributed import WorkerPlugin
+from distributed.metrics import context_meter
+from zarr.abc.store import ByteRequest, Store
+from zarr.storage import WrapperStore
+
+from zarr_dask_utils._core.pure.trace_report import StoreOp
+
+if TYPE_CHECKING:
+    from distributed import Client
+    from zarr.core.buffer import Buffer, BufferPrototype
+
+__all__ = [
+    "TracingStore",
+    "attached",
+    "drain",
+    "maybe_wrap",
+    "set_debug_logging",
+    "start_session",
+    "stop_session",
+]
+
+logger = logging.getLogger("zarr_dask_utils.trace")
+
+
+_lock = threading.Lock()
+_sessions: dict[str, list[StoreOp]] = {}
+_debug_logging = False
+
+
+def start_session(trace_id: str) -> None:
+    """Start recording into *trace_id* in this process (idempotent)."""
+    with _lock:
+        _sessions.setdefault(trace_id, [])
+
+
+def stop_session(trace_id: str) -> list[StoreOp]:
+    """Stop recording *trace_id* here and return what this process recorded."""
+    with _lock:
+        return _sessions.pop(trace_id, [])
+
+
+def drain(trace_id: str) -> list[StoreOp]:
+    """Return and forget what this process recorded for *trace_id* so far (keeps recording)."""
+    with _lock:
+        records = _sessions.get(trace_id, [])
+        if trace_id in _sessions:
+            _sessions[trace_id] = []
+        return records
+
+
+def set_debug_logging(on: bool) -> None:
+    """Log every store operation at DEBUG on ``zarr_dask_utils.trace`` (this process)."""
+    global _debug_logging
+    _debug_logging = on
+
+
+def _process_label() -> str:
+    try:
+        from distributed import get_worker
+
+        return f"worker {get_worker().name}"
+    except ValueError:
+        return f"client pid {os.getpid()}"
+
+
+def maybe_wrap(store: Store) -> Store:
+    """Wrap *store* in a :class:`TracingStore` when a session or debug logging is active."""
+    if (_sessions or _debug_logging) and not isinstance(store, TracingStore):
+        return TracingStore(store, process=_process_label())
+    return store
+
+
+def _record(op: str, key: str, nbytes: int, seconds: float, process: str) -> None:
+    entry = StoreOp(op, key, nbytes, seconds, process)
+    with _lock:
+        for records in _sessions.values():
+            records.append(entry)
+    if _debug_logging:
+        logger.debug(
+            "op=%s key=%s bytes=%d ms=%.3f process=%r", op, key, nbytes, seconds * 1e3, process
+        )
+    context_meter.digest_metric(("zdu-store", op), seconds, "seconds")
+    if nbytes:
+        context_meter.digest_metric(("zdu-store", op), nbytes, "bytes")
+
+
+class TracingStore(WrapperStore[Store]):
+    """A zarr store wrapper that records every operation (see module docstring).
+
+    Parameters
+    ----------
+    store
+        The store to trace.
+    process
+        Label of the process it runs in (``"worker tcp://…"`` or ``"client pid …"``).
+    """
+
+    def __init__(self, store: Store, process: str | None = None) -> None:
+        super().__init__(store)
+        self._process = process or _process_label()
+
+    def _with_store(self, store: Store) -> TracingStore:
+        return type(self)(store, self._process)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"store": self._store}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # a new process: a new label
+        self._store = state["store"]
+        self._process = _process_label()
+
+    async def get(
+        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
+    ) -> Buffer | None:
+        """Get and record ``get`` (bytes returned; a missing key records 0 bytes)."""
+        start = time.perf_counter()
+        value = await self._store.get(key, prototype, byte_range)
+        size = 0 if value is None else len(value)
+        _record("get", key, size, time.perf_counter() - start, self._process)
+        return value
+
+    async def get_partial_values(
+        self, prototype: BufferPrototype, key_ranges: Iterable[tuple[str, ByteRequest | None]]
+    ) -> list[Buffer | None]:
+        """Get several ranges; one ``get`` record per range (time shared equally)."""
+        ranges = list(key_ranges)
+        start = time.perf_counter()
+        values = await self._store.get_partial_values(prototype, ranges)
+        share = (time.perf_counter() - start) / max(len(ranges), 1)
+        for (key, _), value in zip(ranges, values, strict=True):
+            _record("get", key, 0 if value is None else len(value), share, self._process)
+        return values
+
+    async def getsize(self, key: str) -> int:
+        """Ask the wrapped store for the size of *key* and record ``getsize`` (0 bytes read).
+
+        Without this, zarr's default ``Store.getsize`` would read the whole object through
+        :meth:`get`: tracing would turn every size query into a full read.
+        """
+        start = time.perf_counter()
+        size = await self._store.getsize(key)
+        _record("getsize", key, 0, time.perf_counter() - start, self._process)
+        return size
+
+    async def exists(self, key: str) -> bool:
+        """Check existence and record ``exists``."""
+        start = time.perf_counter()
+        found = await self._store.exists(key)
+        _record("exists", key, 0, time.perf_counter() - start, self._process)
+        return found
+
+    async def set(self, key: str, value: Buffer) -> None:
+        """Set and record ``set`` with the bytes written."""
+        start = time.perf_counter()
+        await self._store.set(key, value)
+        _record("set", key, len(value), time.perf_counter() - start, self._process)
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        """Set unless present; records ``set_if_not_exists``."""
+        start = time.perf_counter()
+        await self._store.set_if_not_exists(key, value)
+        _record("set_if_not_exists", key, len(value), time.perf_counter() - start, self._process)
+
+    async def delete(self, key: str) -> None:
+        """Delete and record ``delete``."""
+        start = time.perf_counter()
+        await self._store.delete(key)
+        _record("delete", key, 0, time.perf_counter() - start, self._process)
+
+    async def _list(self, op: str, prefix: str, items: AsyncIterator[str]) -> AsyncIterator[str]:
+        start = time.perf_counter()
+        count = 0
+        async for item in items:
+            count += 1
+            yield item
+        _record(op, prefix, 0, time.perf_counter() - start, self._process)
+
+    def list(self) -> AsyncIterator[str]:
+        """List every key; one ``list`` record when the listing is consumed."""
+        return self._list("list", "", self._store.list())
+
+    def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        """List keys under *prefix*; one ``list_prefix`` record."""
+        return self._list("list_prefix", prefix, self._store.list_prefix(prefix))
+
+    def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        """List the children of *prefix*; one ``list_dir`` record."""
+        return self._list("list_dir", prefix, self._store.list_dir(prefix))
+
+
+class TracePlugin(WorkerPlugin):
+    """Starts a trace session on every worker (present and future) of a cluster."""
+
+    def __init__(self, trace_id: str) -> None:
+        self.trace_id = trace_id
+        self.name = f"zdu-trace-{trace_id}"
+
+    def setup(self, worker: Any) -> None:
+        """Start recording in the worker's process."""
+        start_session(self.trace_id)
+
+    def teardown(self, worker: Any) -> None:
+        """Stop recording (records not drained by then are dropped with the session)."""
+        stop_session(self.trace_id)
+
+
+def _drain_worker(trace_id: str) -> list[StoreOp]:
+    return drain(trace_id)
+
+
+def collect(client: Client, trace_id: str) -> list[StoreOp]:
+    """Drain every worker's records of *trace_id* (records stay on the workers until then)."""
+    results = client.run(_drain_worker, trace_id)
+    return [op for address in sorted(results) for op in results[address]]
+
+
+_attached: set[tuple[str, str]] = set()
+
+
+@contextmanager
+def attached(client: Client) -> Iterator[None]:
+    """Trace the workers of *client* for every active session; drain them on exit.
+
+    Nested calls for the same scheduler and session do nothing: the outermost one registers the
+    worker plugin and drains the records, so a records buffer is never dropped while in use.
+    """
+    assert client.scheduler is not None  # a connected client (mypy: Optional in stubs)
+    where = str(client.scheduler.address)  # two clients of one scheduler share its plugins
+    with _lock:
+        mine = [tid for tid in _sessions if (tid, where) not in _attached]
+        _attached.update((tid, where) for tid in mine)
+    try:
+        for trace_id in mine:
+            client.register_plugin(TracePlugin(trace_id))
+        yield
+    finally:
+        for trace_id in mine:
+            try:
+                records = collect(client, trace_id)
+                client.unregister_worker_plugin(f"zdu-trace-{trace_id}")
+            finally:
+                with _lock:
+                    _attached.discard((trace_id, where))
+            with _lock:
+                if trace_id in _sessions:
+                    _sessions[trace_id].extend(records)
