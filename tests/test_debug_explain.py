@@ -183,6 +183,25 @@ def _corrupt_chunk(c: Ctx) -> None:
     zarr.open_array(c.p("cc.zarr"), mode="r")[:]
 
 
+def _truncated_chunk(compressor: str) -> Callable[[Ctx], None]:
+    """A v2 array compressed with *compressor*, one chunk cut in half, read through zarr."""
+
+    def provoke(c: Ctx) -> None:
+        import numcodecs
+
+        codec = numcodecs.get_codec({"id": compressor})
+        path = c.p(f"{compressor}.zarr")
+        z = zarr.create_array(
+            path, shape=(1000,), chunks=(1000,), dtype="f8", zarr_format=2, compressors=codec
+        )
+        z[:] = np.arange(1000)
+        raw = Path(path, "0").read_bytes()
+        Path(path, "0").write_bytes(raw[: len(raw) // 2])
+        zarr.open_array(path, mode="r")[:]
+
+    return provoke
+
+
 def _xarray_region_unaligned(c: Ctx) -> None:
     ds, path = c.dataset()
     part = ds.isel(t=slice(1, 3)).chunk({"t": 2})
@@ -282,6 +301,10 @@ CASES: list[tuple[str, Callable[[Ctx], None], str]] = [
     ("value-shape", _value_shape, "value-shape-mismatch"),
     ("value-dtype", _value_dtype, "value-dtype-mismatch"),
     ("corrupt-chunk", _corrupt_chunk, "chunk-decode-failed"),
+    ("truncated-zlib", _truncated_chunk("zlib"), "chunk-decompress-failed"),
+    ("truncated-gzip", _truncated_chunk("gzip"), "chunk-decompress-failed"),
+    ("truncated-bz2", _truncated_chunk("bz2"), "chunk-decompress-failed"),
+    ("truncated-lz4", _truncated_chunk("lz4"), "chunk-decompress-failed"),
     ("xarray-region", _xarray_region_unaligned, "xarray-region-unaligned"),
     ("xarray-no-dims", _xarray_no_dims, "xarray-dimensions-missing"),
     ("xarray-new-vars", _xarray_new_vars, "xarray-new-variables-in-region"),

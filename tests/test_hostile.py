@@ -643,12 +643,14 @@ def test_rechunked_consolidated_target_has_no_backup_of_its_own_root(
     assert report.consolidated
     prefix = str(get_option("metadata.backup-prefix"))
     assert not (out / prefix).exists(), sorted(str(p) for p in (out / prefix).rglob("*"))
+    assert not (tmp_path / "out.zarr.zdu-backups").exists()
     assert zarr.open_group(str(out), mode="r", use_consolidated=True)["x"].chunks == (12, 4)
     # consolidating someone's existing store still backs up the document it replaces
     root.create_array("y", shape=(2,), dtype="i1")
     again = consolidate_metadata(str(src), client=client, progress=False)
     assert again.backup is not None
-    assert (src / again.backup).exists()
+    assert Path(again.backup).exists()  # beside the store: src.zarr.zdu-backups/<stamp>/…
+    assert Path(again.backup).is_relative_to(tmp_path / "src.zarr.zdu-backups")
 
 
 # === Issue 10, items 2 and 8: no secret leaves zdu; messages in the caller's words ============

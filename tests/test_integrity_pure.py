@@ -258,9 +258,11 @@ def test_inventory_caps_long_key_lists():
     sizes = {"zarr.json": 1, **{f"junk{i}": 1 for i in range(MAX_LISTED + 5)}}
     inv = build_inventory({"zarr.json": {"node_type": "group"}}, sizes)
     findings = inventory_findings(inv)
-    assert len(findings) == MAX_LISTED + 1
-    assert "and 5 more" in findings[-1].message
-    assert len(cap(findings, 10)) == 11
+    # issue 12 item 11: one summarised finding (count + first keys), not one per key
+    assert [(f.code, f.location) for f in findings] == [("unexpected-key", "")]
+    assert f"{MAX_LISTED + 5} objects ('junk0'" in findings[0].message
+    assert "and 100 more" in findings[0].message
+    assert len(cap(findings * 20, 10)) == 11
 
 
 @pytest.mark.parametrize(

@@ -98,7 +98,7 @@ def test_missing_chunks_are_info_unless_asked(sample, client):
         "climate/t2m",
     )
     assert "1 of 8 chunks" in finding.message
-    assert "manifest" in finding.message
+    assert "manifest" not in finding.message  # said once, in the note (issue 12 item 11)
     assert report.ok  # decoding cannot see a deleted chunk: it reads as fill value
     assert any("invisible to decoding" in n for n in report.notes)
     strict = _check(sample, client, missing_chunks="error")
@@ -200,7 +200,7 @@ def test_verify_chunks_is_reproducible_and_states_its_power(sample, client):
     drawn = verify_chunks(target, sample_rate=1.0, **kwargs)
     assert drawn.sampled == 8
     assert isinstance(drawn.seed, int)
-    assert "every chunk was decoded" in drawn.statement
+    assert "all 8 stored chunk(s) of the 8 in the grid were decoded" in drawn.statement
 
 
 @pytest.mark.parametrize("store_case", ["v2-local"], indirect=True)
@@ -308,7 +308,8 @@ def test_broken_array_documents_are_reported_not_scanned(sample, client):
     corrupt.write_bytes(sample.url, ".zdu/backups/x/time/zarr.json", b'{"node_type": "array"}')
     report = _check(sample, client, deep=True)
     codes = _codes(report)
-    assert ("array-metadata-invalid", "time/zarr.json") in codes
+    # a codec no installed package registers: not checkable here, not corrupt (issue 12 item 2)
+    assert ("codec-unavailable", "time/zarr.json") in codes
     assert ("json-invalid", "climate/precip/zarr.json") in codes
     assert not any(".zdu" in loc for _, loc in codes)
     assert report.chunks_decoded == 8 + 4  # t2m and elevation only

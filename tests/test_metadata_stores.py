@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import warnings
 
+import fsspec
 import pytest
 import zarr
 
@@ -19,7 +20,7 @@ from zarr_dask_utils import (
     repair_metadata,
     validate_metadata,
 )
-from zarr_dask_utils._core.storage.storeio import list_keys, read_keys
+from zarr_dask_utils._core.storage.storeio import list_keys
 from zarr_dask_utils.testing import corrupt
 
 pytestmark = pytest.mark.cluster
@@ -89,9 +90,10 @@ def test_stale_consolidated_added_array_found_and_repaired(sample, client):
     assert len(done.backups) == 1
     assert "climate/late" in _members(sample, consolidated=True)
     assert _validate(sample, client).ok
-    store = open_store(sample.url, storage_options=sample.storage_options)
-    backup = read_keys(store, [done.backups[0]])[done.backups[0]]
-    assert backup is not None
+    # the backup lies beside the store (issue 12 item 10), at the address the report gives
+    assert ".zdu-backups/" in done.backups[0]
+    with fsspec.open(done.backups[0], "rb", **dict(sample.storage_options or {})) as f:
+        backup = f.read()
     assert b"climate/late" not in backup
 
 
@@ -277,7 +279,7 @@ def test_invalid_dtype_and_unknown_codec(sample, client):
     report = _validate(sample, client)
     assert key in {f.location for f in report.findings_with("dtype-invalid")}
     assert _doc(sample, "climate/t2m") in {
-        f.location for f in report.findings_with("codec-unknown")
+        f.location for f in report.findings_with("codec-unavailable")
     }
 
 
@@ -310,7 +312,10 @@ def test_unsorted_consolidated_found_and_fixed(sample, client):
 def test_mixed_formats(sample, client):
     corrupt.mixed_format_node(sample.store(), "climate/t2m")
     report = _validate(sample, client)
-    assert "climate/t2m" in {f.location for f in report.findings_with("mixed-formats")}
+    # a format 3 node with a .zarray beside it is read as format 3 (issue 12 item 9): the v2
+    # document is shadowed; a zarr.json in a format 2 hierarchy stays ambiguous (mixed)
+    code = "v2-document-shadowed" if sample.zarr_format == 3 else "mixed-formats"
+    assert "climate/t2m" in {f.location for f in report.findings_with(code)}
 
 
 def test_consolidate_refuses_array_root(sample, client):
@@ -327,7 +332,11 @@ def test_backups_are_not_reported_as_junk(sample, client):
         sample.url, storage_options=sample.storage_options, client=client, progress=False
     )
     store = sample.store()
-    assert any(k.startswith(".zdu/backups/") for k in list_keys(store))
+    assert not any(k.startswith(".zdu") for k in list_keys(store))  # backups live beside it
+    # backups an older version left inside the store are still not reported as junk
+    corrupt.write_bytes(
+        sample.url, ".zdu/backups/old/zarr.json", b"{}", storage_options=sample.storage_options
+    )
     assert _validate(sample, client).findings == ()
 
 

@@ -61,7 +61,7 @@ class NotAZarrStoreError(ZarrDaskUtilsError, ValueError):
 class DraftV3StoreError(NotAZarrStoreError):
     """The location holds a pre-1.0 draft-v3 store (``meta/root/…`` + ``data/root/…`` layout).
 
-    zarr-python 2.11–2.18 wrote it as "experimental v3"; zarr-python 3 (final v3 spec: one
+    zarr-python 2.11 to 2.18 wrote it as "experimental v3"; zarr-python 3 (final v3 spec: one
     ``zarr.json`` per node) cannot read it, so neither can zarr-dask-utils.
     """
 

@@ -240,6 +240,13 @@ def analyze(
 @click.option("--zarr-format", type=click.Choice(["2", "3"]), default=None, help="Target format.")
 @click.option("--temp", default=None, help="Temporary store for a two-stage plan.")
 @click.option(
+    "--compressor",
+    default=None,
+    metavar="NAME[:LEVEL]",
+    help="Target compressor: zstd, gzip, blosc-zstd, blosc-lz4, blosc-lz4hc, blosc-zlib or "
+    "none, optionally with a level (zstd:3). Default: the source's.",
+)
+@click.option(
     "--engine",
     type=click.Choice(["auto", "rechunker", "tasks", "p2p"]),
     default="auto",
@@ -260,6 +267,7 @@ def rechunk(
     shards: str | None,
     zarr_format: str | None,
     temp: str | None,
+    compressor: str | None,
     engine: str,
     overwrite: bool,
     dst_storage_options: Any,
@@ -275,6 +283,7 @@ def rechunk(
         target_shards=parse_chunks(shards),
         zarr_format=int(zarr_format) if zarr_format else None,
         temp_store=temp,
+        compressors=compressor,
         engine=engine,
         overwrite=overwrite,
         target_storage_options=dst_storage_options,

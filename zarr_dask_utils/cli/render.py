@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from zarr_dask_utils._core.errors import ZarrDaskUtilsError
+from zarr_dask_utils._core.errors import ChunkUnreadableError, ZarrDaskUtilsError
 from zarr_dask_utils._core.pure.reports import Report
 from zarr_dask_utils._core.storage.redaction import Redactor
 from zarr_dask_utils.cli.redact import current_redactor
@@ -48,7 +48,10 @@ def render_report(
 def render_error(
     exc: BaseException, *, as_json: bool, debug: bool, redactor: Redactor | None = None
 ) -> int:
-    """Print an error as one readable paragraph (JSON with ``--json``) and return exit code 2.
+    """Print an error as one readable paragraph (JSON with ``--json``); return its exit code.
+
+    Exit code 2 (bad input), except 1 for :class:`ChunkUnreadableError` (a damaged chunk is a
+    problem found in the data, as a report's findings are).
 
     The message, the JSON document and the ``--debug`` traceback go through *redactor*
     (default: the running command's).
@@ -74,4 +77,5 @@ def render_error(
     if as_json:
         click.echo(hide(json.dumps({"error": hide.data(payload)}, indent=2)))
     click.echo(hide(text), err=True)
-    return EXIT_USAGE
+    # a damaged chunk is a problem found in the data, not bad input
+    return EXIT_FINDINGS if isinstance(exc, ChunkUnreadableError) else EXIT_USAGE

@@ -131,6 +131,13 @@ def _fix_size(arr: ArrayDiagnosis, limits: Limits) -> str:
     )
 
 
+def _shard_options(arr: ArrayDiagnosis) -> str:
+    """``--chunks`` (unchanged) and ``--shards`` (whole chunks, about 128 MiB) for the advice."""
+    grown = suggest_chunks(arr.shape, arr.chunks, arr.itemsize or 1, 128 << 20)
+    shards = [c * max(1, g // c) for c, g in zip(arr.chunks, grown, strict=True)]
+    return f"--chunks {','.join(map(str, arr.chunks))} --shards {','.join(map(str, shards))}"
+
+
 def array_findings(arr: ArrayDiagnosis, limits: Limits) -> list[Finding]:
     """Size, compression, sharding, sparsity and access-pattern findings for one array."""
     found: list[Finding] = []
@@ -171,7 +178,8 @@ def array_findings(arr: ArrayDiagnosis, limits: Limits) -> list[Finding]:
                 f"stored without compression (codecs: {', '.join(arr.codecs) or 'none'}): "
                 f"{human_bytes(arr.stored_bytes)} on storage",
                 "rewrite with a compressor (e.g. zstd or blosc-zstd with shuffle) using "
-                "`zdu rechunk ... --codec zstd`",
+                f"`zdu rechunk SRC DST --chunks {','.join(map(str, arr.chunks))} "
+                "--max-mem 256MiB --compressor zstd:3`",
             )
         )
     if (
@@ -188,7 +196,7 @@ def array_findings(arr: ArrayDiagnosis, limits: Limits) -> list[Finding]:
                 f"{arr.objects_expected} small chunk objects in a format 2 array: object "
                 "stores list, copy and delete them one by one",
                 "convert to zarr format 3 with shards (many chunks per object), e.g. "
-                "`zdu rechunk SRC DST --zarr-format 3 --shards ...`",
+                f"`zdu rechunk SRC DST --zarr-format 3 {_shard_options(arr)} --max-mem 1GiB`",
             )
         )
     if arr.objects_present < arr.objects_expected:
@@ -200,8 +208,9 @@ def array_findings(arr: ArrayDiagnosis, limits: Limits) -> list[Finding]:
                 where,
                 f"{missing} of {arr.objects_expected} objects are not stored; zarr reads them "
                 f"as the fill value {arr.fill_value!r}",
-                "expected for sparse data; if data should be there, `zdu check --deep` and a "
-                "checksum manifest (`zdu manifest`) tell deleted from never-written",
+                "expected for sparse data; if data should be there, `zdu check STORE --deep` "
+                "and a checksum manifest (`zdu manifest create STORE MANIFEST.json`, later "
+                "`zdu manifest verify STORE MANIFEST.json`) tell deleted from never-written",
             )
         )
     found += _access_findings(arr, limits)

@@ -374,6 +374,18 @@ RULES: tuple[ErrorRule, ...] = (
         "Use one of the stored dimensions (xr.open_zarr(target).dims), or write without "
         "append_dim to create the store.",
     ),
+    # --- damaged compressed chunks (numcodecs' zlib, gzip, bz2, lz4 raise the stdlib's errors) ----
+    ErrorRule(
+        "chunk-decompress-failed",
+        ("zlib.error", "EOFError", "gzip.BadGzipFile", "OSError", "ValueError", "RuntimeError"),
+        r"while decompressing data|end-of-stream marker|not a gzipped file|invalid data stream"
+        r"|LZ4 decompression error|incorrect (header|data) check|crc check failed",
+        "A compressed chunk could not be decompressed: its stored bytes end early or are damaged.",
+        "The object was truncated (an interrupted upload or writer) or altered after writing; "
+        "the codec itself is installed and works.",
+        "Run `zdu check STORE --deep` to name every damaged chunk, then rewrite them from the "
+        "source or a good copy (`zdu compare` finds one that matches).",
+    ),
     # --- last: broad patterns -------------------------------------------------------------
     ErrorRule(
         "chunk-decode-failed",

@@ -29,6 +29,7 @@ from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.decoding.block_reader import read_region
 from zarr_dask_utils._core.decoding.pipeline_decoder import grid_of, open_array
+from zarr_dask_utils._core.errors import ChunkUnreadableError
 from zarr_dask_utils._core.pure.chunkgrid import grid_from_document
 from zarr_dask_utils._core.pure.inventory import itemsize_of
 from zarr_dask_utils._core.pure.keys import ARRAY_V2, ZARR_JSON, join_key, parse_document
@@ -71,6 +72,22 @@ def same_bytes(a: memoryview | None, b: memoryview | None) -> bool:
     )
 
 
+def _read_both(
+    arr_a: Any, arr_b: Any, region: tuple[slice, ...], key: str, loc_a: Location, loc_b: Location
+) -> tuple[Any, Any, str]:
+    """The chunk's values on both sides, or a reason naming the side(s) that cannot be read."""
+    values, reasons = [], []
+    for side, arr, loc in (("a", arr_a, loc_a), ("b", arr_b, loc_b)):
+        try:
+            values.append(read_region(arr, region, key, loc.display))
+        except ChunkUnreadableError as err:
+            cause = err.__cause__
+            detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
+            reasons.append(f"cannot be decoded in {side} ({detail[:300]})")
+            values.append(None)
+    return values[0], values[1], "; ".join(reasons)
+
+
 def compare_batch_task(
     loc_a: Location,
     loc_b: Location,
@@ -106,8 +123,10 @@ def compare_batch_task(
                     diff.record(key, 0, 0.0)
                     continue
                 region = grid.region(c)  # same chunking on both sides: one chunk each
-                x = read_region(arr_a, region, key, loc_a.display)
-                y = read_region(arr_b, region, key, loc_b.display)
+                x, y, reason = _read_both(arr_a, arr_b, region, key, loc_a, loc_b)
+                if reason:  # a finding; the comparison goes on
+                    diff.record_unreadable(key, reason)
+                    continue
                 n, gap = compare_values(x, y, rtol=rtol, atol=atol)
                 diff.record(key, n, gap)
     return out
@@ -234,6 +253,7 @@ def _array_results(
                 "chunks_compared": d.chunks_compared,
                 "chunks_differing": d.chunks_differing,
                 "differing_keys": list(d.keys),
+                "chunks_unreadable": d.chunks_unreadable,
                 "elements_differing": d.elements_differing,
                 "max_abs_diff": d.max_abs_diff
                 if math.isfinite(d.max_abs_diff)
@@ -248,9 +268,11 @@ def _array_results(
                     key,
                     f"data of this chunk differs between the stores (array {path or '/'!r}: "
                     f"{d.elements_differing} element(s) differ in all, max |a-b| {d.max_abs_diff})",
-                    "copy the chunk again from the reference store",
+                    "find out which store is right (`zdu check --deep`, or `zdu manifest verify` "
+                    "against a manifest made when it was written), then copy the chunk from it",
                 )
             )
+        findings += _unreadable_findings(path, d)
         if d.chunks_differing > len(d.keys):
             findings.append(
                 Finding(
@@ -261,6 +283,28 @@ def _array_results(
                 )
             )
     return summaries, findings
+
+
+def _unreadable_findings(path: str, d: ArrayDiff) -> list[Finding]:
+    """A finding per chunk whose values could not be read (bounded), and the rest counted."""
+    fix = (
+        "run `zdu check --deep` on that store to list every damaged chunk; restore them from a "
+        "good copy, then compare again"
+    )
+    found = [
+        Finding("error", "chunk-unreadable", key, f"chunk not compared: {reason}", fix)
+        for key, reason in d.unreadable
+    ]
+    if d.chunks_unreadable > len(d.unreadable):
+        found.append(
+            Finding(
+                "error",
+                "chunk-unreadable",
+                path,
+                f"... and {d.chunks_unreadable - len(d.unreadable)} more unreadable chunks",
+            )
+        )
+    return found
 
 
 def compare_stores(

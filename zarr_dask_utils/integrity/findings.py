@@ -10,6 +10,10 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from zarr_dask_utils._core.checks.codecs import (
+    codec_unavailable_finding,
+    unavailable_codecs,
+)
 from zarr_dask_utils._core.decoding.pipeline_decoder import DecodeResult
 from zarr_dask_utils._core.pure.keys import ARRAY_V2, ZARR_JSON, split_key
 from zarr_dask_utils._core.pure.reports import Finding
@@ -41,6 +45,10 @@ def metadata_findings(docs: Mapping[str, Any], broken: Mapping[str, str]) -> lis
         name = split_key(key)[1]
         is_array = name == ARRAY_V2 or (name == ZARR_JSON and doc.get("node_type") == "array")
         if not is_array:
+            continue
+        missing = unavailable_codecs(doc)
+        if missing:  # not checkable here: neither healthy nor corrupt
+            found.append(codec_unavailable_finding(key, split_key(key)[0], missing))
             continue
         try:
             with warnings.catch_warnings():

@@ -102,7 +102,7 @@ def metadata_differences(
                     "warning",
                     "dimension-names-differ",
                     path,
-                    f"dimension names {dims_a} vs {dims_b}",
+                    f"dimension names ({_dims(dims_a)}) vs ({_dims(dims_b)})",
                 )
             )
         if na.shape != nb.shape:
@@ -152,3 +152,8 @@ def metadata_differences(
             )
         comparable.append(path)
     return found, comparable
+
+
+def _dims(names: tuple[str | None, ...]) -> str:
+    """Dimension names to show: ``unnamed`` for a missing one, never ``None``."""
+    return ", ".join("unnamed" if n is None else str(n) for n in names)

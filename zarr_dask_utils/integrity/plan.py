@@ -8,20 +8,21 @@ come from the shared :mod:`~zarr_dask_utils._core.pure.partition`, decode error 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
 
 from zarr_dask_utils._core.pure.chunkgrid import ArrayGrid
 from zarr_dask_utils._core.pure.inventory import MAX_LISTED, ArrayInventory, Inventory, KeyList
-from zarr_dask_utils._core.pure.reports import Finding, Severity
+from zarr_dask_utils._core.pure.reports import Finding, Severity, keys_finding
 
 __all__ = [
     "MISSING_NOTE",
     "cap",
     "inventory_findings",
     "miss_probability",
+    "name_missing",
     "sample_indices",
     "smallest_detectable",
     "uncompressed_bytes",
@@ -87,13 +88,15 @@ _CLASS_FINDINGS: Mapping[str, tuple[Severity, str, str, str]] = {
         "chunk-key-outside-grid",
         "chunk key lies outside the grid {grid} of array {path!r}: the shape was shrunk after "
         "writing (this data is invisible), or the object belongs elsewhere",
-        "if the array should be larger, restore its shape; otherwise delete the stray object",
+        "if the array should be larger, restore its shape (the data reappears); otherwise move "
+        "the object out of the array, keeping a copy until you know what it is",
     ),
     "invalid": (
         "warning",
         "chunk-key-invalid",
         "object inside array {path!r} is not a chunk key of its encoding",
-        "remove the stray object, or fix the chunk key encoding in the array metadata",
+        "check the array's chunk key encoding first (the object may be data written with "
+        "another encoding); if it is not data, move it out of the array",
     ),
     "partial": (
         "warning",
@@ -139,19 +142,38 @@ def _array_findings(arr: ArrayInventory, missing_chunks: MissingPolicy) -> list[
         found += _listed(severity, code, arr.lists[cls], text, fix)
     if arr.missing:
         what = "shards" if arr.grid.inner else "chunks"
+        named = name_missing(arr.missing_keys, arr.missing)
         found.append(
             Finding(
                 missing_chunks,
                 "chunks-missing",
                 arr.path,
-                f"{arr.missing} of {arr.expected} {what} of array {arr.path or '/'!r} are not "
-                f"stored and read as the fill value; {MISSING_NOTE}",
+                f"{arr.missing} of {arr.expected} {what} of array {arr.path or '/'!r} ({named}) "
+                "are not stored and read as the fill value (why that can hide a deleted chunk: "
+                "see the report's note, given once)",
                 None
                 if missing_chunks == "info"
                 else "restore the missing chunks from a copy, or accept them as fill value",
             )
         )
     return found
+
+
+def name_missing(keys: Sequence[str], count: int) -> str:
+    """Name the keys not stored: ``"missing: 'a/c/0'"``, or the first ones and how many more.
+
+    Examples
+    --------
+    >>> name_missing(["t/c/0", "t/c/3"], 2)
+    "missing: 't/c/0', 't/c/3'"
+    >>> name_missing(["t/c/0"], 5)
+    "missing: 't/c/0' and 4 more"
+    """
+    shown = ", ".join(repr(k) for k in keys)
+    if not keys:
+        return f"{count} not named"
+    more = count - len(keys)
+    return f"missing: {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def inventory_findings(
@@ -163,13 +185,19 @@ def inventory_findings(
         found += _array_findings(inventory.arrays[path], missing_chunks)
     severity, code, message, fix = _CLASS_FINDINGS["partial"]
     found += _listed(severity, code, inventory.partial, message, fix)
-    found += _listed(
-        "info",
-        "unexpected-key",
-        inventory.unexpected,
-        "object is neither metadata nor chunk data of any array; zarr ignores it",
-        "leave it if it is yours; otherwise remove it",
-    )
+    if inventory.unexpected.count:
+        found.append(
+            keys_finding(
+                "info",
+                "unexpected-key",
+                "",
+                inventory.unexpected.keys,
+                inventory.unexpected.count,
+                "neither metadata nor chunk data of any array; zarr ignores them",
+                "nothing to fix: zarr ignores them (move them elsewhere only if you know they "
+                "are stray)",
+            )
+        )
     for path in inventory.unusable:
         found.append(
             Finding(

@@ -67,9 +67,10 @@ class IntegrityReport(Report):
 class ChunkSampleReport(Report):
     """A reproducible random sample of one array's chunks, decoded, and what it proves.
 
-    ``miss_probabilities`` maps a number of bad chunks *k* to the chance that the sample
-    missed all of them (hypergeometric); ``detectable_95`` is the smallest *k* the sample
-    finds with 95 % confidence.
+    ``missing_keys`` names the first sampled positions with no stored object (``missing``
+    counts them all).  ``miss_probabilities`` maps a number of bad chunks *k* to the chance
+    that the sample missed all of them (hypergeometric); ``detectable_95`` is the smallest *k*
+    the sample finds with 95 % confidence.
     """
 
     array: str
@@ -79,6 +80,7 @@ class ChunkSampleReport(Report):
     sampled: int = 0
     decoded: int = 0
     missing: int = 0
+    missing_keys: tuple[str, ...] = ()
     bad: int = 0
     miss_probabilities: Mapping[int, float] = field(default_factory=dict)
     detectable_95: int = 0
@@ -91,6 +93,18 @@ class ChunkSampleReport(Report):
             f"array /{self.array}: {self.sampled} of {self.grid_objects} object(s) sampled "
             f"(rate {self.sample_rate}, seed {self.seed}); {self.decoded} decoded, "
             f"{self.missing} not stored, {self.bad} bad",
+            *(
+                [
+                    f"not stored: {', '.join(self.missing_keys)}"
+                    + (
+                        f" and {self.missing - len(self.missing_keys)} more"
+                        if self.missing > len(self.missing_keys)
+                        else ""
+                    )
+                ]
+                if self.missing_keys
+                else []
+            ),
             self.statement,
         ]
 

@@ -10,16 +10,26 @@ from typing import Any
 from dask.utils import parse_bytes
 from distributed import Client
 
+from zarr_dask_utils._core.checks.codecs import (
+    codec_unavailable_finding,
+    unavailable_codecs,
+)
 from zarr_dask_utils._core.compute.operation import operation
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.decoding.pipeline_decoder import grid_of, open_array
 from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils._core.pure.keys import ARRAY_V2, ZARR_JSON, parse_document
 from zarr_dask_utils._core.pure.partition import largest_first, plan_batches
-from zarr_dask_utils._core.pure.reports import sort_findings
+from zarr_dask_utils._core.pure.reports import Finding, sort_findings
 from zarr_dask_utils._core.storage.locations import StoreLike
 from zarr_dask_utils._core.storage.storeio import storage_errors
 from zarr_dask_utils.integrity.findings import decode_findings
-from zarr_dask_utils.integrity.plan import miss_probability, sample_indices, smallest_detectable
+from zarr_dask_utils.integrity.plan import (
+    miss_probability,
+    name_missing,
+    sample_indices,
+    smallest_detectable,
+)
 from zarr_dask_utils.integrity.reports import ChunkSampleReport
 from zarr_dask_utils.integrity.scan import run_scan
 
@@ -27,27 +37,65 @@ __all__ = ["sample_statement", "verify_chunks"]
 
 
 def sample_statement(
-    n_total: int, n_sampled: int, n_bad_found: int
+    n_total: int,
+    n_sampled: int,
+    n_bad_found: int,
+    *,
+    n_decoded: int | None = None,
+    n_missing: int = 0,
 ) -> tuple[dict[int, float], int, str]:
-    """Miss probabilities for a few numbers of bad chunks, the 95 % threshold, and a sentence."""
+    """Miss probabilities for a few numbers of bad chunks, the 95 % threshold, and a sentence.
+
+    *n_decoded* (default: every sampled object that is neither bad nor missing) and
+    *n_missing* (sampled positions with no stored object) keep the sentence true: nothing is
+    called verified when nothing was decoded, and "every" is said only of at least one chunk.
+    """
     ks = sorted({k for k in (1, 2, 5, 10, 50, 100) if k <= n_total})
     probs = {k: miss_probability(n_total, n_sampled, k) for k in ks}
     detectable = smallest_detectable(n_total, n_sampled)
+    if n_decoded is None:
+        n_decoded = max(0, n_sampled - n_bad_found - n_missing)
+    not_stored = (
+        f"; {n_missing} sampled position(s) hold no stored chunk and read as the fill value"
+        if n_missing
+        else ""
+    )
     if n_bad_found:
         text = (
             f"{n_bad_found} bad chunk(s) found in the sample: the array is damaged; run "
             "`zdu check --deep` to find every bad chunk"
         )
+    elif n_total == 0:
+        text = "the array's chunk grid is empty (a zero-length dimension): nothing to decode"
+    elif n_decoded == 0:
+        text = (
+            f"no chunk was decoded, so nothing about the stored data was verified: none of "
+            f"the {n_sampled} sampled position(s) holds a stored chunk (they read as the fill "
+            "value; `zdu check` lists what is stored)"
+        )
     elif n_sampled >= n_total:
-        text = "every chunk was decoded: no stored chunk is undecodable"
+        text = (
+            f"all {n_decoded} stored chunk(s) of the {n_total} in the grid were decoded without "
+            f"error{not_stored}"
+        )
     else:
         shown = ", ".join(f"{k} bad: {p:.1%}" for k, p in probs.items())
         text = (
-            f"no bad chunk in {n_sampled} of {n_total}: this rules out {detectable} or more bad "
+            f"no bad chunk in {n_sampled} of {n_total} ({n_decoded} decoded{not_stored}): "
+            f"this rules out {detectable} or more bad "
             f"chunks with 95 % confidence, but not fewer (chance that all bad chunks were missed: "
             f"{shown}); deleted chunks read as fill value and are not detectable this way"
         )
     return probs, detectable, text
+
+
+def _unavailable(documents: Mapping[str, Any]) -> Finding | None:
+    """The ``codec-unavailable`` finding of the root array's document, if its codec is missing."""
+    for name in (ZARR_JSON, ARRAY_V2):
+        doc = parse_document(documents.get(name))[0]
+        if isinstance(doc, Mapping) and (missing := unavailable_codecs(doc)):
+            return codec_unavailable_finding(name, "", missing)
+    return None
 
 
 def verify_chunks(
@@ -93,6 +141,18 @@ def verify_chunks(
                 "array's own path or URL (e.g. 'store.zarr/temperature'), or on the command "
                 "line `zdu verify-chunks STORE --array temperature`; `zdu info STORE` lists them."
             )
+        unavailable = _unavailable(op.probes["source"].documents)
+        if unavailable is not None:  # not checkable here: decode nothing, blame nothing
+            return ChunkSampleReport(
+                location=location.display,
+                engine="none: no chunk can be decoded here",
+                findings=(unavailable,),
+                array=location.path,
+                seed=seed,
+                sample_rate=sample_rate,
+                statement="no chunk was decoded: the array's codec is not installed here, so "
+                "nothing about the stored data was verified (it is neither healthy nor corrupt)",
+            )
         with storage_errors(location.display):
             opened = open_array(location.open_store(), location.path, "", None)
         grid = grid_of(opened, "")
@@ -104,11 +164,29 @@ def verify_chunks(
         batches = largest_first(plan_batches(sample, batch, op.threads), sample)
         work = [tuple(("", fmt, picked[x.start : x.stop]) for x in b) for b in batches]
         decoded, engine = run_scan(op, work, stats=False)
-    probs, detectable, text = sample_statement(grid.nchunks, len(picked), decoded.bad_count)
+    probs, detectable, text = sample_statement(
+        grid.nchunks,
+        len(picked),
+        decoded.bad_count,
+        n_decoded=decoded.decoded,
+        n_missing=decoded.missing,
+    )
+    findings = decode_findings(decoded)
+    if decoded.missing:
+        named = name_missing(decoded.missing_keys, decoded.missing)
+        findings.append(
+            Finding(
+                "info",
+                "chunks-missing",
+                location.path,
+                f"{decoded.missing} of the {len(picked)} sampled chunk position(s) are not "
+                f"stored ({named}) and read as the fill value",
+            )
+        )
     return ChunkSampleReport(
         location=location.display,
         engine=engine,
-        findings=sort_findings(decode_findings(decoded)),
+        findings=sort_findings(findings),
         array=location.path,
         seed=seed,
         sample_rate=sample_rate,
@@ -116,6 +194,7 @@ def verify_chunks(
         sampled=len(picked),
         decoded=decoded.decoded,
         missing=decoded.missing,
+        missing_keys=tuple(decoded.missing_keys),
         bad=decoded.bad_count,
         miss_probabilities=probs,
         detectable_95=detectable,

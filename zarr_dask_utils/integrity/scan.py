@@ -23,6 +23,7 @@ from dask.delayed import Delayed, delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
+from zarr_dask_utils._core.checks.codecs import unavailable_codecs
 from zarr_dask_utils._core.compute.inventory_graph import build_inventory_graph
 from zarr_dask_utils._core.compute.operation import Operation, operation
 from zarr_dask_utils._core.compute.reduce import tree_reduce
@@ -295,6 +296,8 @@ def _run_check(
     batch = parse_bytes(str(get_option("integrity.batch-bytes")))
     threads = op.threads
     planned = known_arrays(location, probe) if deep else None
+    if planned is not None:  # an array whose codec is not installed is not decoded at all
+        planned = {p: d for p, d in planned.items() if not unavailable_codecs(d[1])}
     start = time.perf_counter()
     tree: list[Delayed] = []
     if planned is not None:  # decode while the listing runs, in the same graph
@@ -309,7 +312,7 @@ def _run_check(
     invalid = {
         split_key(f.location)[0]
         for f in metadata_findings(docs, broken)
-        if f.code == "array-metadata-invalid"
+        if f.code in ("array-metadata-invalid", "codec-unavailable")
     }
     arrays = {p: d for p, d in array_documents(docs).items() if p not in invalid}
     if planned is None or not same_layouts(planned, arrays):

@@ -85,6 +85,8 @@ class ArrayDiff:
     keys: list[str] = field(default_factory=list)
     elements_differing: int = 0
     max_abs_diff: float = 0.0
+    chunks_unreadable: int = 0
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (key, reason), bounded
 
     def record(self, key: str, differing: int, gap: float) -> None:
         """Fold in one compared chunk: *differing* elements, largest |a-b| *gap* (NaN: n/a)."""
@@ -98,8 +100,16 @@ class ArrayDiff:
         if len(self.keys) < MAX_LISTED:
             self.keys.append(key)
 
+    def record_unreadable(self, key: str, reason: str) -> None:
+        """Fold in a chunk whose values could not be read on one side (*reason* says which)."""
+        self.chunks_unreadable += 1
+        if len(self.unreadable) < MAX_LISTED:
+            self.unreadable.append((key, reason))
+
     def merge(self, other: ArrayDiff) -> None:
         """Fold another partial result in."""
+        self.chunks_unreadable += other.chunks_unreadable
+        self.unreadable = (self.unreadable + other.unreadable)[:MAX_LISTED]
         self.chunks_compared += other.chunks_compared
         self.chunks_differing += other.chunks_differing
         self.keys = (self.keys + other.keys)[:MAX_LISTED]

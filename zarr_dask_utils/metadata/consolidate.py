@@ -133,4 +133,5 @@ def consolidate_metadata(
         updated=diff.changed,
         reordered=reordered,
         backup=backups[0] if backups else None,
+        legacy_backups=seen.legacy_backups,
     )

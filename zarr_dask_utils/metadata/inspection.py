@@ -17,7 +17,11 @@ from dask.delayed import delayed
 from zarr_dask_utils._core.checks.hierarchy import check_documents, chunk_check_task
 from zarr_dask_utils._core.checks.nodecheck import unreadable_path_findings
 from zarr_dask_utils._core.checks.structure import ParsedHierarchy
-from zarr_dask_utils._core.compute.hierarchy_graph import build_read_graph, unreadable_task
+from zarr_dask_utils._core.compute.hierarchy_graph import (
+    build_read_graph,
+    excluded_task,
+    unreadable_task,
+)
 from zarr_dask_utils._core.compute.operation import Operation
 from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
@@ -40,6 +44,8 @@ class Inspection:
     documents_read: int
     objects_listed: int
     raw: Mapping[str, bytes | None]
+    #: Objects of legacy backups inside the store (``metadata.backup-prefix``), not listed.
+    legacy_backups: int = 0
 
 
 def inspect_metadata(
@@ -82,6 +88,11 @@ def inspect_metadata(
             )
         )
     collections.append(
+        delayed(excluded_task, pure=False)(
+            listing, dask_key_name=task_name(f"{prefix}-excluded", location)
+        )
+    )
+    collections.append(
         delayed(unreadable_task, pure=False)(
             listing, dask_key_name=task_name(f"{prefix}-unreadable", location)
         )
@@ -101,4 +112,5 @@ def inspect_metadata(
         documents_read=sum(v is not None for v in raw.values()),
         objects_listed=n_objects,
         raw=raw,
+        legacy_backups=int(result[-2]),
     )

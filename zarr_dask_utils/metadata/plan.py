@@ -210,7 +210,7 @@ def plan_repairs(
             repaired.zarr_format == 3 and status == "unreadable"
         ):
             needed, reason = True, "invalid"
-        elif status == "missing" and consolidate:
+        elif status == "missing" and consolidate and repaired.node_kind("") != "array":
             needed, reason = True, "missing (consolidate=True)"
     if needed:
         key, content = render_consolidated(repaired, expected)

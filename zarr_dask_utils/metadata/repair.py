@@ -104,4 +104,5 @@ def repair_metadata(
         actions=plan.actions,
         applied=tuple(applied),
         backups=tuple(backups),
+        legacy_backups=seen.legacy_backups,
     )

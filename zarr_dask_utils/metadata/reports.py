@@ -5,11 +5,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.pure.naming import option_text
 from zarr_dask_utils._core.pure.reports import Report
 from zarr_dask_utils.metadata.plan import RepairAction
 
-__all__ = ["ConsolidationReport", "RepairReport", "ValidationReport"]
+__all__ = ["ConsolidationReport", "RepairReport", "ValidationReport", "legacy_backup_lines"]
+
+
+def legacy_backup_lines(location: str, count: int) -> list[str]:
+    """The note about backups an older version kept inside the store (none when *count* is 0)."""
+    if not count:
+        return []
+    prefix = str(get_option("metadata.backup-prefix")).strip("/")
+    store = location.split("#", 1)[0].rstrip("/")
+    return [
+        f"note: {count} object(s) of older backups lie inside the store under {prefix}/ "
+        "(zarr-python 3 warns about them; zdu skips them). Move them out, e.g. to "
+        f"{store}.zdu-backups/, where backups are kept now"
+    ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -52,6 +66,7 @@ class ConsolidationReport(Report):
     updated: tuple[str, ...] = ()
     reordered: bool = False
     backup: str | None = None
+    legacy_backups: int = 0
     title = "Consolidation"
 
     def summary_lines(self) -> Sequence[str]:
@@ -75,6 +90,7 @@ class ConsolidationReport(Report):
             lines.append("entries put in canonical order (zarr-python #4226)")
         if self.backup:
             lines.append(f"previous document backed up to {self.backup}")
+        lines += legacy_backup_lines(self.location, self.legacy_backups)
         return lines
 
 
@@ -93,6 +109,7 @@ class RepairReport(Report):
     actions: tuple[RepairAction, ...] = ()
     applied: tuple[str, ...] = ()
     backups: tuple[str, ...] = ()
+    legacy_backups: int = 0
     title = "Metadata repair"
 
     @property
@@ -115,6 +132,7 @@ class RepairReport(Report):
         lines += [f"  {'done' if a.key in self.applied else 'plan'}: {a}" for a in self.actions]
         if self.backups:
             lines.append(f"backups of replaced documents: {', '.join(self.backups)}")
+        lines += legacy_backup_lines(self.location, self.legacy_backups)
         if self.findings:
             left = "left after repair" if self.applied else "not repairable automatically"
             lines.append(f"{left}: see findings")

@@ -47,11 +47,45 @@ def _bytes(value: int | str | None, key: str) -> int:
     return int(parse_bytes(value) if isinstance(value, str) else value)
 
 
+#: Variable-length data types (v3 names; v2 spells them ``|O``): costed with the pointer numpy
+#: holds per element, so the v2 and v3 copies of the same data get the same analysis.
+_VARIABLE_LENGTH = frozenset({"string", "variable_length_bytes", "variable_length_utf8", "|O"})
+_POINTER_SIZE = int(np.dtype("O").itemsize)
+
+
 def _itemsize(dtype: str | None) -> int | None:
+    if dtype in _VARIABLE_LENGTH:
+        return _POINTER_SIZE
     try:
         return int(np.dtype(dtype).itemsize) if dtype else None
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):
         return None
+
+
+def _skip_reason(node: NodeInfo, unreadable: set[str], itemsize: int | None) -> str | None:
+    """Why *node* gets no costs nor advice (``None``: it is analysed)."""
+    if node.path in unreadable:
+        return "zarr cannot read its metadata (see the finding at its document)"
+    if not node.shape:
+        return "it is a scalar (0-d) array: one element, nothing to chunk"
+    if itemsize is None:
+        return f"the element size of its data type {node.dtype!r} is unknown to the cost model"
+    if node.chunks is None:
+        return "its chunk grid is not a regular grid the cost model knows"
+    return None
+
+
+def _skipped_findings(skipped: Sequence[Mapping[str, str]]) -> list[Finding]:
+    """One finding per array left out of the analysis, with the reason."""
+    return [
+        Finding(
+            "info" if s["reason"].startswith(("zarr cannot", "it is a scalar")) else "warning",
+            "array-not-analyzed",
+            s["path"],
+            f"not analysed: {s['reason']}",
+        )
+        for s in skipped
+    ]
 
 
 def _array_rows(
@@ -61,15 +95,18 @@ def _array_rows(
     lo: int,
     hi: int,
     shard: int,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Costs now and a recommendation per readable array; the patterns seen, by name."""
+) -> tuple[list[dict[str, Any]], dict[str, Any], list[dict[str, str]]]:
+    """Costs now and a recommendation per readable array; the patterns seen; the skipped."""
     rows: list[dict[str, Any]] = []
+    skipped: list[dict[str, str]] = []
     pattern_rows: dict[str, Any] = {}
     # a node zarr cannot read (negative shape, unknown dtype, …) gets no costs nor advice
     unreadable = {node_path(f.location) for f in hierarchy.findings if is_metadata_key(f.location)}
     for node in hierarchy.arrays:
         itemsize = _itemsize(node.dtype)
-        if node.path in unreadable or itemsize is None or not node.shape or node.chunks is None:
+        reason = _skip_reason(node, unreadable, itemsize)
+        if reason is not None or itemsize is None or not node.shape or node.chunks is None:
+            skipped.append({"path": node.path, "reason": reason or "not analysable"})
             continue
         dims = dims_of(node)
         patterns = resolve_patterns(
@@ -108,12 +145,18 @@ def _array_rows(
                 "recommended_chunks": list(rec.chunks),
                 "recommended_shards": list(rec.shards) if rec.shards else None,
                 "recommended": [c.to_dict() for c in rec.costs],
-                "reasoning": rec.reasoning,
+                "reasoning": rec.reasoning
+                + (
+                    f"; variable-length elements ({node.dtype}): costed at {itemsize} bytes per "
+                    "element (the pointer numpy holds), stored sizes vary"
+                    if node.dtype in _VARIABLE_LENGTH
+                    else ""
+                ),
                 "_patterns": patterns,
                 "_shards": rec.shards,
             }
         )
-    return rows, pattern_rows
+    return rows, pattern_rows, skipped
 
 
 def _align_shared_dimensions(rows: list[dict[str, Any]], cost_params: CostParams) -> None:
@@ -214,14 +257,15 @@ def analyze_chunks(
         location = op.open(store, storage_options=storage_options, probe=False)
         # the walk (nested: this operation's client) probes the location, then reads it
         hierarchy = walk_hierarchy(location, client=client, progress=progress)
-    rows, pattern_rows = _array_rows(hierarchy, access_pattern, cost_params, lo, hi, shard)
+    rows, pattern_rows, skipped = _array_rows(hierarchy, access_pattern, cost_params, lo, hi, shard)
     _align_shared_dimensions(rows, cost_params)
-    findings = list(hierarchy.findings) + _mismatch_findings(rows)
+    findings = list(hierarchy.findings) + _mismatch_findings(rows) + _skipped_findings(skipped)
     return ChunkAnalysisReport(
         location=hierarchy.location,
         engine=hierarchy.engine,
         findings=sort_findings(findings),
         arrays=tuple(rows),
+        skipped=tuple(skipped),
         patterns=tuple(pattern_rows.values()),
         bounds={
             "min_chunk_bytes": lo,

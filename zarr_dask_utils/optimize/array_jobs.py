@@ -21,12 +21,14 @@ import numpy as np
 import zarr
 from zarr.storage import MemoryStore, StorePath
 
+from zarr_dask_utils._core.decoding.block_reader import read_selection
 from zarr_dask_utils._core.errors import InvalidOptionError, MetadataInvalidError
 from zarr_dask_utils._core.pure.keys import is_metadata_key, join_key, parse_document
 from zarr_dask_utils._core.storage.locations import Location
 from zarr_dask_utils._core.storage.storeio import list_keys, read_keys, storage_errors, write_keys
 from zarr_dask_utils.info import open_node
 from zarr_dask_utils.optimize.chunkspec import ArrayAxes, check_chunk_spec
+from zarr_dask_utils.optimize.compressors import compressors_for
 from zarr_dask_utils.optimize.plan import RechunkPlan, normalize_chunks
 
 __all__ = [
@@ -166,7 +168,9 @@ def check_requests(
 def _codec_options(arr: zarr.Array[Any], zarr_format: int, compressors: Any) -> dict[str, Any]:
     same = arr.metadata.zarr_format == zarr_format
     options: dict[str, Any] = {}
-    if compressors is not None:
+    if isinstance(compressors, str):  # a name: "zstd:3", "blosc-zstd", "none", …
+        options["compressors"] = compressors_for(compressors, zarr_format)
+    elif compressors is not None:
         options["compressors"] = compressors
     elif same:
         options["compressors"] = arr.compressors or None
@@ -306,7 +310,10 @@ def copy_blocks_task(
         for region, done in zip(regions, done_keys, strict=True):
             selection = tuple(slice(a, b) for a, b in region)
             # a selection of slices reads an array (zarr types it as array or scalar)
-            data = cast("np.ndarray[Any, Any]", src[selection])
+            data = cast(
+                "np.ndarray[Any, Any]",
+                read_selection(src, selection, source.display, source_path),
+            )
             dst[selection] = data
             written += int(data.nbytes)
             del data

@@ -22,6 +22,7 @@ import numpy as np
 from dask.delayed import delayed
 
 from zarr_dask_utils._core.compute.runner import task_name
+from zarr_dask_utils._core.decoding.block_reader import NamedErrorsArray
 from zarr_dask_utils._core.pure.keys import join_key
 from zarr_dask_utils._core.storage.locations import Location
 from zarr_dask_utils._core.storage.markers import MARKER_PREFIX
@@ -144,8 +145,16 @@ def dask_rechunk_tasks(
         n = math.prod(-(-s // c) for s, c in zip(plan.shape, plan.write_chunks, strict=True))
         blocks += n
         skipped += sum(done_key(0, index, b) in done for b in range(n))
-        x = da.from_zarr(  # type: ignore[no-untyped-call]
-            open_from_metadata(src, job.path, job.source_metadata), chunks=plan.read_chunks
+        source = NamedErrorsArray(
+            open_from_metadata(src, job.path, job.source_metadata), src.display, job.path
+        )
+        x = da.from_array(  # type: ignore[no-untyped-call]
+            source,
+            chunks=plan.read_chunks,
+            name=task_name("rechunk-read", uuid.uuid4().hex, job.path),
+            fancy=False,
+            asarray=False,
+            meta=np.empty((0,) * source.ndim, dtype=source.dtype),
         )
         y = x.rechunk(plan.write_chunks, method=method)
         counts = y.map_blocks(

@@ -25,6 +25,7 @@ from zarr_dask_utils._core.pure.keys import join_key
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
 from zarr_dask_utils._core.storage.markers import MARKER_PREFIX
 from zarr_dask_utils._core.storage.storeio import read_keys, storage_errors
+from zarr_dask_utils.optimize.compressors import parse_compressor
 from zarr_dask_utils.optimize.rechunk_steps import (
     array_row,
     copy_blocks,
@@ -91,7 +92,9 @@ def rechunk_array(
         Shard shapes (format 3), same forms as *target_chunks*; tasks write whole shards.
     compressors
         Compressors of the target (default: the source's within one format, zarr's default
-        across formats).
+        across formats): codec objects, or a name ``"zstd:3"``, ``"gzip"``, ``"blosc-zstd"``,
+        ``"none"``, … (see :data:`~zarr_dask_utils.optimize.compressors.COMPRESSOR_NAMES`)
+        made for the target's format.
     zarr_format
         Format of the target (default: the source's).
     storage_options, target_storage_options, temp_storage_options
@@ -131,6 +134,8 @@ def rechunk_array(
     'rechunker'
     """
     mem = _size(max_mem, "optimize.max-mem")
+    if isinstance(compressors, str):
+        parse_compressor(compressors)  # a bad name fails before anything starts
     limit = float(get_option("optimize.amplification-limit"))
     with operation("rechunk", client=client, progress=progress) as op:
         src_loc, node, groups, arrays = open_rechunk_source(op, source, storage_options)

@@ -104,11 +104,15 @@ class ChunkAnalysisReport(Report):
     arrays
         Per array: path, shape, dtype, dims, chunks, per-pattern costs for the current and
         the recommended chunking, recommended chunks/shards and the reasoning.
+    skipped
+        Every array not analysed: ``{"path", "reason"}`` (each also an ``array-not-analyzed``
+        finding), so no array is left out silently.
     patterns
         The pattern names and weights analysed.
     """
 
     arrays: tuple[Mapping[str, Any], ...] = ()
+    skipped: tuple[Mapping[str, str], ...] = ()
     patterns: tuple[Mapping[str, Any], ...] = ()
     bounds: Mapping[str, Any] = field(default_factory=dict)
     title = "Chunk analysis"
@@ -126,9 +130,11 @@ class ChunkAnalysisReport(Report):
             "patterns: " + ", ".join(f"{p['name']} (weight {p['weight']})" for p in self.patterns)
         ]
         for a in self.arrays:
-            dims = ", ".join(str(d) for d in a["dims"])
+            names = a["dims"] or []
+            dims = ", ".join("unnamed" if d is None else str(d) for d in names)
+            dims = f"({dims}) " if any(d is not None for d in names) else ""  # none: say nothing
             lines.append(
-                f"/{a['path']}  ({dims}) {tuple(a['shape'])} {a['dtype']}  chunks "
+                f"/{a['path']}  {dims}{tuple(a['shape'])} {a['dtype']}  chunks "
                 f"{tuple(a['chunks'])} -> recommended {tuple(a['recommended_chunks'])}"
                 + (f" shards {tuple(a['recommended_shards'])}" if a["recommended_shards"] else "")
             )
@@ -139,6 +145,7 @@ class ChunkAnalysisReport(Report):
                     f"(x{p['amplification']:.1f})"
                 )
             lines.append(f"    why: {a['reasoning']}")
+        lines.extend(f"/{s['path']}  not analysed: {s['reason']}" for s in self.skipped)
         return lines
 
 

@@ -184,7 +184,13 @@ def _broken_entries(parsed: ParsedHierarchy) -> frozenset[str]:
 
 
 def consolidated_findings(parsed: ParsedHierarchy) -> list[Finding]:
-    """Missing, invalid, stale or badly ordered consolidated metadata."""
+    """Missing, invalid, stale or badly ordered consolidated metadata.
+
+    Nothing for a store whose root is an array: consolidated metadata belongs to a group
+    (``zdu consolidate`` refuses an array), so its absence is no finding and no advice.
+    """
+    if parsed.node_kind("") == "array":
+        return []
     key = CONSOLIDATED_V2 if parsed.zarr_format == 2 else ZARR_JSON
     status, current = current_entries(parsed)
     if status == "missing":

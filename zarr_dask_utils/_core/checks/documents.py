@@ -23,6 +23,8 @@ from zarr.core.metadata.v2 import ArrayV2Metadata
 from zarr.core.metadata.v3 import ArrayV3Metadata
 from zarr.registry import get_codec_class
 
+from zarr_dask_utils._core.checks.codecs import codec_unavailable_finding, unavailable_codecs
+from zarr_dask_utils._core.pure.keys import split_key
 from zarr_dask_utils._core.pure.reports import Finding
 
 __all__ = [
@@ -144,17 +146,15 @@ def _codec_findings_v3(codecs: Any, key: str) -> list[Finding]:
         try:
             get_codec_class(str(name))
         except KeyError:
-            found.append(
-                _err(
-                    "codec-unknown",
-                    key,
-                    f"codec {name!r} is not known to zarr-python (no codec registered under it)",
-                    "install the package that provides the codec (e.g. numcodecs extras), or fix "
-                    "a misspelt codec name",
-                )
-            )
+            # no installed package registers it (or a misspelt name): not checkable here
+            found.append(codec_unavailable_finding(key, split_key(key)[0], (str(name),)))
             continue
         config = codec.get("configuration", {}) if isinstance(codec, Mapping) else {}
+        if str(name).startswith("numcodecs.") and unavailable_codecs(
+            {"zarr_format": 3, "codecs": [codec]}
+        ):
+            found.append(codec_unavailable_finding(key, split_key(key)[0], (str(name)[10:],)))
+            continue
         if name == "sharding_indexed" and isinstance(config, Mapping):
             found += _codec_findings_v3(config.get("codecs"), key)
     return found
@@ -167,6 +167,9 @@ def _codec_findings_v2(configs: Sequence[Any], key: str) -> list[Finding]:
             continue
         if not isinstance(config, Mapping) or "id" not in config:
             found.append(_err("metadata-invalid", key, f"codec {config!r} has no 'id'"))
+            continue
+        if unavailable_codecs({"compressor": config}):
+            found.append(codec_unavailable_finding(key, split_key(key)[0], (str(config["id"]),)))
             continue
         try:
             numcodecs.get_codec(dict(config))

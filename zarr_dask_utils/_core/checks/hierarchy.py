@@ -49,7 +49,12 @@ def check_documents(
 
 
 def consolidated_status(parsed: ParsedHierarchy, findings: Iterable[Finding]) -> str:
-    """``ok``, ``missing``, ``invalid``, ``unreadable``, ``stale`` or ``unsorted``."""
+    """``ok``, ``missing``, ``invalid``, ``unreadable``, ``stale`` or ``unsorted``.
+
+    ``not applicable (array root)`` when the root is an array (it has none to have).
+    """
+    if parsed.node_kind("") == "array":
+        return "not applicable (array root)"
     status, _ = current_entries(parsed)
     codes = {f.code for f in findings}
     if status == "ok" and codes & {"consolidated-stale", "consolidated-unsorted"}:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from zarr_dask_utils._core.checks.codecs import codec_unavailable_finding, unavailable_codecs
 from zarr_dask_utils._core.pure.keys import (
     ARRAY_V2,
     ATTRS_V2,
@@ -127,6 +128,16 @@ def unreadable_document_findings(docs: Mapping[str, bytes | None]) -> list[Findi
         path, name = split_key(key)
         if name not in (ZARR_JSON, ARRAY_V2, GROUP_V2, ATTRS_V2):
             continue
+        doc = parse_document(raw)[0] if raw is not None else None
+        missing = (
+            unavailable_codecs(doc)
+            if name in (ZARR_JSON, ARRAY_V2)
+            and (isinstance(doc, Mapping) and (name == ARRAY_V2 or doc.get("node_type") == "array"))
+            else ()
+        )
+        if missing:  # readable once the codec is installed: not a damaged document
+            found.append(codec_unavailable_finding(key, path, missing))
+            continue
         problem = document_problem(name, raw)
         if problem is None:
             continue
@@ -170,7 +181,7 @@ def unreadable_path_findings(unreadable: Mapping[str, str]) -> list[Finding]:
                     else f"the object {where!r} cannot be read ({reason})"
                 ),
                 "fix the permissions or the symbolic link (a link that points to itself or to "
-                "a missing target), or remove it, then run again",
+                "a missing target), then run again",
             )
         )
     return found

@@ -1,7 +1,8 @@
 """Checks of a whole hierarchy's shape (pure): documents, groups, formats and chunk keys.
 
 Codes: ``json-invalid``, ``group-document-missing``, ``node-inside-array``, ``mixed-formats``,
-``chunk-key-outside-grid``, ``chunk-key-invalid``, ``array-document-missing``, ``unexpected-key``.
+``v2-document-shadowed``, ``chunk-key-outside-grid``, ``chunk-key-invalid``,
+``array-document-missing``, ``unexpected-key``.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from zarr_dask_utils._core.pure.keys import (
     is_metadata_key,
     join_key,
     parse_document,
+    shadowed_v2_documents,
     split_key,
 )
-from zarr_dask_utils._core.pure.reports import Finding, Severity
+from zarr_dask_utils._core.pure.reports import Finding, Severity, keys_finding
 
 __all__ = [
     "ArrayGrid",
@@ -44,12 +46,15 @@ class ParsedHierarchy:
     """All metadata documents of a store, parsed.
 
     ``docs`` holds the valid JSON documents, ``broken`` the unparsable ones (key → error),
-    ``zarr_format`` the format of the hierarchy (from the root, or the majority).
+    ``zarr_format`` the format of the hierarchy (from the root, or the majority);
+    ``shadowed`` the format 2 documents beside a ``zarr.json`` that zarr-python 3 ignores
+    (node path → keys; kept out of ``docs`` and ``broken``).
     """
 
     zarr_format: int
     docs: Mapping[str, Any]
     broken: Mapping[str, str] = field(default_factory=dict)
+    shadowed: Mapping[str, list[str]] = field(default_factory=dict)
 
     def node_kind(self, path: str) -> str | None:
         """``"group"``, ``"array"``, ``"unknown"`` (document unparsable) or ``None``."""
@@ -90,8 +95,10 @@ def parse_hierarchy(
     docs: dict[str, Any] = {}
     broken: dict[str, str] = {}
     findings: list[Finding] = []
+    shadowed = shadowed_v2_documents([k for k, v in raw.items() if v is not None], zarr_format)
+    hidden = {k for keys in shadowed.values() for k in keys}
     for key, value in raw.items():
-        if value is None:
+        if value is None or key in hidden:
             continue
         doc, error = parse_document(value)
         if error is None:
@@ -108,7 +115,7 @@ def parse_hierarchy(
                 "this when a consolidated copy exists)",
             )
         )
-    return ParsedHierarchy(zarr_format, docs, broken), findings
+    return ParsedHierarchy(zarr_format, docs, broken, shadowed), findings
 
 
 def document_findings(parsed: ParsedHierarchy) -> list[Finding]:
@@ -143,7 +150,7 @@ def structure_findings(parsed: ParsedHierarchy) -> list[Finding]:
                         path,
                         f"a node is stored inside the array {ancestor or '/'!r}; arrays cannot "
                         "have children, so zarr never shows it",
-                        "move the node elsewhere, or delete it if it is debris",
+                        "move the node out of the array (zarr cannot reach it there)",
                     )
                 )
                 break
@@ -162,17 +169,38 @@ def structure_findings(parsed: ParsedHierarchy) -> list[Finding]:
                 "the consolidated metadata when it has them)",
             )
         )
+    for path, keys in sorted(parsed.shadowed.items()):
+        names = ", ".join(split_key(k)[1] for k in keys)
+        found.append(
+            Finding(
+                "warning",
+                "v2-document-shadowed",
+                path,
+                f"this node has both zarr.json and format 2 documents ({names}); zarr-python 3 "
+                "reads it as format 3 and ignores them, while format 2 readers (zarr-python 2) "
+                "read only them, so two readers can see different metadata",
+                "nothing to do for zarr-python 3 readers; if format 2 readers also use this "
+                f"store, keep {names} in step with zarr.json when the metadata changes",
+            )
+        )
     for path in sorted(parsed.node_paths()):
         formats = parsed.node_format(path)
         if len(formats) > 1 or (formats and parsed.zarr_format not in formats):
+            both = (
+                "; zarr-python 3 reads it as format 2 through its parent group but as format 3 "
+                "(zarr.json) when the node is opened directly"
+                if len(formats) > 1
+                else ""
+            )
             found.append(
                 Finding(
                     "error",
                     "mixed-formats",
                     path,
                     f"node uses zarr format {sorted(formats)} in a format {parsed.zarr_format} "
-                    "hierarchy; zarr opens one format per hierarchy and ignores the others",
-                    "convert the node to the hierarchy's format, or remove the stray documents",
+                    f"hierarchy; zarr opens one format per hierarchy and ignores the others{both}",
+                    "convert the node to the hierarchy's format (keep a copy of the other "
+                    "documents)",
                 )
             )
     return found
@@ -252,7 +280,8 @@ def chunk_key_findings(
                 f"chunk key lies outside the grid {grids[owner].grid} of array {owner or '/'!r}: "
                 "the shape was shrunk after writing, or the key belongs elsewhere"
             ),
-            "if the array should be larger, restore its shape; otherwise delete the stray chunk",
+            "if the array should be larger, restore its shape (the data reappears); "
+            "otherwise move it out",
         )
     for owner, keys in sorted(malformed.items()):
         found += _listed(
@@ -263,18 +292,24 @@ def chunk_key_findings(
                 f"object inside array {owner or '/'!r} is not a chunk key of its "
                 f"encoding (prefix {grids[owner].prefix!r}, separator {grids[owner].separator!r})"
             ),
-            "remove the stray object (leftover temporary file?) or fix the chunk key encoding",
+            "check the chunk key encoding first (it may be data in another encoding), "
+            "else move it out",
         )
     for owner, keys in sorted(strays.items()):
-        found += _listed(
-            "info",
-            "unexpected-key",
-            keys,
-            (
-                f"object in group {owner or '/'!r} is neither metadata nor chunk data "
-                "of any array; zarr ignores it"
-            ),
-            "leave it if it is yours; otherwise remove it",
+        found.append(
+            keys_finding(
+                "info",
+                "unexpected-key",
+                owner,
+                keys,
+                len(keys),
+                (
+                    f"stored in group {owner or '/'!r}, neither metadata nor chunk data "
+                    "of any array; zarr ignores them"
+                ),
+                "nothing to fix: zarr ignores them (move them elsewhere only if you know they "
+                "are stray)",
+            )
         )
     for owner, keys in sorted(orphans.items()):
         found.append(

@@ -24,6 +24,7 @@ from zarr_dask_utils._core.storage.storeio import list_keys, read_keys, storage_
 
 __all__ = [
     "build_read_graph",
+    "excluded_task",
     "list_store_task",
     "read_documents_graph",
     "read_documents_task",
@@ -51,16 +52,23 @@ def list_store_task(location: Location, exclude_prefix: str | None = None) -> Ke
     if strip:
         keys = [k[len(strip) + 1 :] for k in keys if k.startswith(strip + "/")]
         unreadable = {k[len(strip) + 1 :]: v for k, v in unreadable.items()}
+    excluded = 0
     if exclude_prefix:
         skip = exclude_prefix.rstrip("/") + "/"
-        keys = [k for k in keys if not k.startswith(skip)]
+        kept = [k for k in keys if not k.startswith(skip)]
+        excluded, keys = len(keys) - len(kept), kept
         unreadable = {k: v for k, v in unreadable.items() if not k.startswith(skip)}
-    return KeyListing(keys, unreadable)
+    return KeyListing(keys, unreadable, excluded)
 
 
 def unreadable_task(listing: KeyListing) -> dict[str, str]:
     """Worker task: what a listing could not read (``{path: reason}``, small)."""
     return dict(getattr(listing, "unreadable", {}))
+
+
+def excluded_task(listing: KeyListing) -> int:
+    """Worker task: how many keys the listing left out (legacy in-store backups)."""
+    return int(getattr(listing, "excluded", 0))
 
 
 def read_documents_task(

@@ -27,7 +27,7 @@ from zarr_dask_utils._core.storage.locations import Location
 from zarr_dask_utils._core.storage.objectstream import stream_objects
 from zarr_dask_utils._core.storage.storeio import storage_errors, translate_storage_error
 
-__all__ = ["DirectBlockReader", "read_region"]
+__all__ = ["DirectBlockReader", "NamedErrorsArray", "read_region", "read_selection"]
 
 
 def read_region(array: zarr.Array[Any], region: tuple[slice, ...], key: str, where: str) -> Any:
@@ -45,11 +45,63 @@ def read_region(array: zarr.Array[Any], region: tuple[slice, ...], key: str, whe
 
 def unreadable(key: str, where: str, reason: str) -> ChunkUnreadableError:
     """The error for a chunk whose values cannot be read."""
+    if "UnknownCodecError" in reason:  # the codec is not installed: the data may be fine
+        return ChunkUnreadableError(
+            f"Chunk {key!r} of {where} cannot be decoded here: its codec is not installed "
+            f"({reason[:300]}); the stored data may be fine. Install the codec's package here "
+            f"and on every Dask worker (`zdu validate {where}` names it), then run this again."
+        )
     return ChunkUnreadableError(
         f"Chunk {key!r} of {where} cannot be decoded ({reason[:300]}), so its values cannot be "
-        f"compared. Run `zdu check --deep {where}` to list every damaged chunk, then restore "
-        "them from a good copy (or delete them to read the fill value) and compare again."
+        f"read. Run `zdu check --deep {where}` to list every damaged chunk, then restore "
+        "them from a good copy and run this again."
     )
+
+
+def read_selection(
+    array: zarr.Array[Any], selection: tuple[slice, ...], where: str, path: str
+) -> Any:
+    """``array[selection]``; a chunk zarr cannot decode raises :class:`ChunkUnreadableError`.
+
+    On a decode error each storage chunk (shard) the selection covers is read on its own to
+    name the first one that fails (only on the error path: the common case reads once); keys
+    are named relative to the hierarchy, *path* being the array's path in it.
+    Storage errors keep their own translation.
+    """
+    try:
+        return array[selection]
+    except Exception as err:
+        if translate_storage_error(err, where) is not None:
+            raise
+        first = err
+    grid = grid_of(array, "")
+    spans = [
+        range(s.start // c, -(-s.stop // c)) for s, c in zip(selection, grid.chunks, strict=True)
+    ]
+    for coords in itertools.product(*spans):
+        key = join_key(path, grid.key(coords))
+        read_region(array, grid.region(coords), key, where)
+    raise unreadable(f"a chunk of {path or '/'}", where, f"{type(first).__name__}: {first}")
+
+
+class NamedErrorsArray:
+    """A zarr array for ``dask.array.from_array`` whose undecodable chunks are named.
+
+    Reads go through :func:`read_selection`, so a damaged chunk raises
+    :class:`ChunkUnreadableError` with its key instead of the codec's bare exception.
+    """
+
+    def __init__(self, array: zarr.Array[Any], where: str, path: str) -> None:
+        self.array = array
+        self.where = where
+        self.path = path
+        self.shape: tuple[int, ...] = tuple(array.shape)
+        self.dtype: np.dtype[Any] = np.dtype(array.dtype)
+        self.ndim = len(self.shape)
+
+    def __getitem__(self, key: tuple[slice, ...]) -> Any:
+        region = tuple(slice(*k.indices(n)[:2]) for k, n in zip(key, self.shape, strict=True))
+        return read_selection(self.array, region, self.where, self.path)
 
 
 class DirectBlockReader:

@@ -394,7 +394,7 @@ def decode_direct(
     stream = stream_objects(store, [join_key(base, k) for k in rel_keys], depth=depth)
     for c, rel, raw in zip(coords, rel_keys, stream, strict=True):
         if raw is None:
-            result.missing += 1
+            result.add_missing(join_key(key_prefix, rel))
             continue
         result.raw_bytes += len(raw)
         try:

@@ -27,6 +27,7 @@ from zarr_dask_utils._core.storage.storeio import concurrent_map
 __all__ = ["ArrayStats", "DecodeResult", "blosc_threads", "decode_objects", "open_array"]
 
 MAX_BAD_PER_TASK = 1000
+MAX_MISSING_NAMED = 10  # keys not stored, named per result
 
 
 @contextlib.contextmanager
@@ -105,6 +106,13 @@ class DecodeResult:
     decoded_bytes: int = 0
     stats: dict[str, ArrayStats] = field(default_factory=dict)
     unreadable: dict[str, str] = field(default_factory=dict)  # array path → error
+    missing_keys: list[str] = field(default_factory=list)  # the first MAX_MISSING_NAMED
+
+    def add_missing(self, key: str) -> None:
+        """Count one grid position with no stored object; name the first few."""
+        self.missing += 1
+        if len(self.missing_keys) < MAX_MISSING_NAMED:
+            self.missing_keys.append(key)
 
     def add_bad(self, key: str, code: str, message: str) -> None:
         """Record one bad object (the first :data:`MAX_BAD_PER_TASK` with their reasons)."""
@@ -120,6 +128,8 @@ class DecodeResult:
         self.bad_count += other.bad_count
         self.decoded += other.decoded
         self.missing += other.missing
+        room = MAX_MISSING_NAMED - len(self.missing_keys)
+        self.missing_keys.extend(other.missing_keys[: max(0, room)])
         self.raw_bytes += other.raw_bytes
         self.decoded_bytes += other.decoded_bytes
         self.unreadable.update(other.unreadable)
@@ -214,7 +224,7 @@ def decode_objects(
         key = join_key(key_prefix, rel)
         result.raw_bytes += size
         if status == "missing":
-            result.missing += 1
+            result.add_missing(key)
             continue
         if status == "blosc":
             result.add_bad(

@@ -35,6 +35,8 @@ __all__ = [
 #: Classes of objects an inventory lists (besides the stored chunks it counts).
 KEY_CLASSES = ("out_of_grid", "invalid", "partial", "zero_byte", "too_small", "too_large")
 MAX_LISTED = 100
+#: Grid positions with no stored object named per array (the first ones in C order).
+MAX_MISSING_LISTED = 10
 
 
 @dataclass
@@ -64,6 +66,8 @@ class ArrayInventory:
     max_size: int | None = None
     expected_size: tuple[int, int] | None = None  # (smallest, largest) plausible object
     lists: dict[str, KeyList] = field(default_factory=lambda: {c: KeyList() for c in KEY_CLASSES})
+    #: The first :data:`MAX_MISSING_LISTED` keys (from the root, C order) not stored.
+    missing_keys: list[str] = field(default_factory=list)
 
     @property
     def expected(self) -> int:
@@ -83,6 +87,7 @@ class ArrayInventory:
             "expected": self.expected,
             "present": self.present,
             "missing": self.missing,
+            "missing_keys": list(self.missing_keys),
             "stored_bytes": self.stored_bytes,
             "min_size": self.min_size,
             "max_size": self.max_size,
@@ -201,6 +206,7 @@ def build_inventory(
         )
     unusable = set(inv.unusable)
     owners = set(grids) | unusable
+    present: dict[str, set[tuple[int, ...]]] = {path: set() for path in grids}
     for key, size in sizes.items():
         if skip and key.startswith(skip):
             continue
@@ -216,22 +222,45 @@ def build_inventory(
         if owner is None:
             (inv.partial if is_partial_key(key) else inv.unexpected).add(key)
             continue
-        _classify(inv.arrays[owner], key, size)
+        coords = _classify(inv.arrays[owner], key, size)
+        if coords is not None:
+            present[owner].add(coords)
+    for path, arr in inv.arrays.items():
+        arr.missing_keys = _first_missing(arr, present[path])
     return inv
 
 
-def _classify(arr: ArrayInventory, key: str, size: int) -> None:
+def _first_missing(arr: ArrayInventory, present: set[tuple[int, ...]]) -> list[str]:
+    """The first :data:`MAX_MISSING_LISTED` grid keys (C order) with no stored object.
+
+    Stops after that many: it visits at most ``len(present) + MAX_MISSING_LISTED`` positions.
+    """
+    found: list[str] = []
+    if arr.missing <= 0:
+        return found
+    for index in range(arr.expected):
+        coords = arr.grid.coords(index)
+        if coords not in present:
+            rel = arr.grid.key(coords)
+            found.append(f"{arr.path}/{rel}" if arr.path else rel)
+            if len(found) >= min(MAX_MISSING_LISTED, arr.missing):
+                break
+    return found
+
+
+def _classify(arr: ArrayInventory, key: str, size: int) -> tuple[int, ...] | None:
+    """Count *key* in *arr*; its grid coordinates when it is a stored object of the grid."""
     rel = key[len(arr.path) + 1 :] if arr.path else key
     if is_partial_key(rel):
         arr.lists["partial"].add(key)
-        return
+        return None
     coords = arr.grid.parse(rel)
     if coords is None:
         arr.lists["invalid"].add(key)
-        return
+        return None
     if not arr.grid.in_grid(coords):
         arr.lists["out_of_grid"].add(key)
-        return
+        return None
     arr.present += 1
     arr.stored_bytes += size
     arr.min_size = size if arr.min_size is None else min(arr.min_size, size)
@@ -244,3 +273,4 @@ def _classify(arr: ArrayInventory, key: str, size: int) -> None:
             arr.lists["too_small"].add(key)
         elif size > high:
             arr.lists["too_large"].add(key)
+    return coords

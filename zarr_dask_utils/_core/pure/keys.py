@@ -6,6 +6,7 @@ No I/O: planners, checks and graph builders all name keys and parse documents wi
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "join_key",
     "node_path",
     "parse_document",
+    "shadowed_v2_documents",
     "split_key",
 ]
 
@@ -69,3 +71,37 @@ def parse_document(raw: bytes | None) -> tuple[Any, str | None]:
 def join_key(prefix: str, key: str) -> str:
     """Join a node path and a key with ``/``, treating ``""`` as the root."""
     return f"{prefix.strip('/')}/{key}" if prefix.strip("/") else key
+
+
+def shadowed_v2_documents(
+    keys: Iterable[str], zarr_format: int | None = None
+) -> dict[str, list[str]]:
+    """Node path -> format 2 documents that zarr-python 3 ignores there, sorted.
+
+    A folder holding both ``zarr.json`` and ``.zarray``/``.zgroup`` (the Rust ``zarrs`` writes
+    both) is read as format 3 by zarr-python 3 when opened directly or through a format 3
+    parent: the ``.zarray``/``.zgroup`` and its ``.zattrs`` are shadowed.  Through a format 2
+    parent it is read as format 2, so nothing is shadowed when *zarr_format* is 2 (the node is
+    ambiguous then; ``mixed-formats`` reports it).  ``None``: the format of the root documents
+    in *keys* (format 3 when the root has ``zarr.json`` or no document at all).
+
+    Examples
+    --------
+    >>> shadowed_v2_documents(["zarr.json", "a/zarr.json", "a/.zarray", "a/.zattrs", "b/.zattrs"])
+    {'a': ['a/.zarray', 'a/.zattrs']}
+    """
+    present = set(keys)
+    if zarr_format is None:
+        v2_root = GROUP_V2 in present or ARRAY_V2 in present
+        zarr_format = 2 if v2_root and ZARR_JSON not in present else 3
+    if zarr_format != 3:
+        return {}
+    found: dict[str, list[str]] = {}
+    for key in sorted(present):
+        path, name = split_key(key)
+        if name != ZARR_JSON:
+            continue
+        v2 = [join_key(path, n) for n in (ARRAY_V2, GROUP_V2)]
+        if any(k in present for k in v2):
+            found[path] = sorted(k for k in [*v2, join_key(path, ATTRS_V2)] if k in present)
+    return found

@@ -17,6 +17,7 @@ from zarr_dask_utils._core.pure.keys import (
     ZARR_JSON,
     join_key,
     parse_document,
+    shadowed_v2_documents,
     split_key,
 )
 from zarr_dask_utils._core.pure.reports import json_safe
@@ -135,9 +136,16 @@ def nodes_from_documents(docs: Mapping[str, bytes | None]) -> list[NodeInfo]:
     """Summarise every parsable node document (both formats), sorted by path.
 
     Unparsable documents are skipped here; :func:`zarr_dask_utils.validate_metadata` reports
-    them.
+    them.  A node with both ``zarr.json`` and ``.zarray``/``.zgroup`` is one node, read as
+    zarr-python 3 reads it (see :func:`~zarr_dask_utils._core.pure.keys.shadowed_v2_documents`).
     """
-    parsed = {k: parse_document(v)[0] for k, v in docs.items()}
+    present = [k for k, v in docs.items() if v is not None]
+    hidden = {k for keys in shadowed_v2_documents(present).values() for k in keys}
+    if ZARR_JSON not in present and (GROUP_V2 in present or ARRAY_V2 in present):
+        # a format 2 hierarchy reads its children's .zarray/.zgroup, never their zarr.json
+        v2_paths = {split_key(k)[0] for k in present if split_key(k)[1] in (ARRAY_V2, GROUP_V2)}
+        hidden = {join_key(p, ZARR_JSON) for p in v2_paths}
+    parsed = {k: parse_document(v)[0] for k, v in docs.items() if k not in hidden}
     nodes: list[NodeInfo] = []
     for key, doc in parsed.items():
         path, name = split_key(key)

@@ -13,7 +13,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["SEVERITIES", "Finding", "Report", "Severity", "json_safe", "sort_findings"]
+__all__ = [
+    "SEVERITIES",
+    "Finding",
+    "Report",
+    "Severity",
+    "json_safe",
+    "keys_finding",
+    "sort_findings",
+]
 
 Severity = Literal["error", "warning", "info"]
 SEVERITIES: tuple[Severity, ...] = ("error", "warning", "info")
@@ -170,3 +178,33 @@ class Report:
             )
         parts.append("</div>")
         return "".join(parts)
+
+
+KEYS_SHOWN = 5  # keys named in a summarised finding
+
+
+def keys_finding(
+    severity: Severity,
+    code: str,
+    location: str,
+    keys: Sequence[str],
+    count: int,
+    message: str,
+    fix: str | None = None,
+) -> Finding:
+    """One finding for *count* objects of one kind (the first few *keys* named), not one each.
+
+    A single object keeps its own key as the location; several are reported at *location*.
+
+    Examples
+    --------
+    >>> f = keys_finding("info", "unexpected-key", "", ["a.txt", "b.txt"], 2, "zarr ignores them")
+    >>> f.message
+    "2 objects ('a.txt', 'b.txt'): zarr ignores them"
+    """
+    if count == 1 and keys:
+        return Finding(severity, code, keys[0], message, fix)
+    shown = ", ".join(repr(k) for k in keys[:KEYS_SHOWN])
+    more = count - min(len(keys), KEYS_SHOWN)
+    listed = f"{shown} and {more} more" if more > 0 else shown
+    return Finding(severity, code, location, f"{count} objects ({listed}): {message}", fix)

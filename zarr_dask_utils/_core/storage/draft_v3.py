@@ -1,6 +1,6 @@
 """Recognise a pre-1.0 draft-v3 store, which zarr-python 3 cannot read, and say so.
 
-zarr-python 2.11–2.18 could write "experimental v3" stores following a draft of the v3 spec
+zarr-python 2.11 to 2.18 could write "experimental v3" stores following a draft of the v3 spec
 (``ZARR_V3_EXPERIMENTAL_API=1``, ``zarr_version=3``): a root ``zarr.json`` *entry point*
 (``zarr_format`` and ``metadata_encoding`` set to ``https://purl.org/zarr/spec/protocol/core/3.0``)
 with node documents under ``meta/root/…`` (``meta/root.group.json``,

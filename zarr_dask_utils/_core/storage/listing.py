@@ -100,14 +100,22 @@ class KeyListing(list[str]):
 
     A plain ``list`` everywhere it is used as one (it pickles with its attribute), so tasks
     that take a listing need not change; ``unreadable`` maps a store-relative path (folders
-    end with ``/``) to the reason.
+    end with ``/``) to the reason.  ``excluded`` counts the keys left out on purpose (the
+    legacy in-store backups under ``zarr-dask-utils.metadata.backup-prefix``).
     """
 
     unreadable: dict[str, str]
+    excluded: int
 
-    def __init__(self, keys: Iterable[str] = (), unreadable: Mapping[str, str] | None = None):
+    def __init__(
+        self,
+        keys: Iterable[str] = (),
+        unreadable: Mapping[str, str] | None = None,
+        excluded: int = 0,
+    ):
         super().__init__(keys)
         self.unreadable = dict(unreadable or {})
+        self.excluded = excluded
 
 
 def unreadable_error(where: str, unreadable: Mapping[str, str]) -> StoreUnreadableError:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import threading
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +19,20 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import zarr
 from zarr.abc.store import Store
-from zarr.core.sync import sync
 from zarr.storage import FsspecStore, LocalStore, MemoryStore, WrapperStore, ZipStore
 
 from zarr_dask_utils._core.errors import (
     InvalidOptionError,
     ReadOnlyStoreError,
-    StoreNotFoundError,
     StoreUnreadableError,
 )
 from zarr_dask_utils._core.storage.trace import maybe_wrap
+from zarr_dask_utils._core.storage.zipfiles import (
+    ensure_zip_open,
+    file_version,
+    inside_zip,
+    open_zip,
+)
 
 if TYPE_CHECKING:
     from fsspec.mapping import FSMap
@@ -188,7 +191,7 @@ class Location:
                     "writes to it. Pass a writable store, or the path/URL so zarr-dask-utils can "
                     "open it writable."
                 )
-            _ensure_open(self.store)
+            ensure_zip_open(_unwrap(self.store))
             return maybe_wrap(self.store)
         if self.kind == "zip" and not self.read_only:
             raise ReadOnlyStoreError(
@@ -197,9 +200,9 @@ class Location:
                 "processes cannot share one zip writer). Extract it (unzip) to a folder, run the "
                 "command on the folder (or write the output to a folder), and zip it again."
             )
-        key = (self.url, self.kind, _freeze(self.storage_options), self.read_only)
+        key: tuple[Any, ...] = (self.url, self.kind, _freeze(self.storage_options), self.read_only)
         if self.kind == "zip":
-            key += (_file_version(self.url),)  # a zip rewritten since: reopen its index
+            key += (file_version(self.url),)  # a zip rewritten since: reopen its index
         with _CACHE_LOCK:
             store = _STORE_CACHE.get(key)
             if store is None:
@@ -231,47 +234,12 @@ def _make_store(loc: Location) -> Store:
     if loc.kind == "local":
         return LocalStore(loc.url, read_only=loc.read_only)
     if loc.kind == "zip":
-        return _open_zip(loc)
+        return open_zip(loc.url, loc.display)
     if loc.url.startswith("s3://"):
         _require_s3fs()
     return FsspecStore.from_url(
         loc.url, storage_options=dict(loc.storage_options), read_only=loc.read_only
     )
-
-
-def _file_version(path: str) -> tuple[int, int, int] | None:
-    """Identity of a file's current content (inode, size, mtime), ``None`` when missing."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _open_zip(loc: Location) -> Store:
-    """Open a zip file read-only: a new handle per process (workers unpickle a Location).
-
-    zarr's ``ZipStore`` must be opened before use (its lock and file handle are made then).
-    """
-    try:
-        return sync(ZipStore.open(loc.url, mode="r", read_only=True))
-    except FileNotFoundError as err:
-        raise StoreNotFoundError(
-            f"No Zarr store at {loc.display}: the zip file does not exist. Check the path."
-        ) from err
-    except (zipfile.BadZipFile, OSError) as err:
-        raise StoreUnreadableError(
-            f"{loc.display} cannot be read as a zip file ({type(err).__name__}: {err}). If a "
-            "zarr ZipStore is still writing it, close that store first (a zip file's index is "
-            "written when it is closed); otherwise the file is damaged or not a zip."
-        ) from err
-
-
-def _ensure_open(store: Store) -> None:
-    """Open a store object given unopened (zarr opens its own stores lazily; ZipStore needs it)."""
-    inner = _unwrap(store)
-    if inner is not None and not inner._is_open:
-        sync(inner._open())
 
 
 def _require_s3fs() -> None:
@@ -353,6 +321,9 @@ def resolve_location(
         path = resolved_path(store)
         if path.lower().endswith(".zip"):
             return Location(path, "zip", {}, "", read_only)
+        inside = inside_zip(path)
+        if inside is not None:
+            return Location(inside[0], "zip", {}, inside[1], read_only)
         return Location(path, "local", {}, "", read_only)
     url = store.rstrip("/") if not store.endswith("://") else store
     return Location(url, "fsspec", options, "", read_only)

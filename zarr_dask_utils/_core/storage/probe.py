@@ -152,6 +152,8 @@ def probe_location(location: Location, *, allow_missing_root: bool = False) -> P
         return Probe(
             3 if v3 else 2, None, root_missing=True, mixed=False, children_with_documents=rel
         )
+    if "attributes.json" in children:
+        _refuse_n5(store, location.path, where)
     hint = (
         "Zarr nodes found one level down: "
         + ", ".join(repr(f"{where.rstrip('/')}/{s.rpartition('/')[2]}") for s in stores[:5])
@@ -162,4 +164,20 @@ def probe_location(location: Location, *, allow_missing_root: bool = False) -> P
     raise NotAZarrStoreError(
         f"No Zarr data at {where}: it exists but holds neither zarr.json nor .zgroup/.zarray. "
         + hint
+    )
+
+
+def _refuse_n5(store: Store, path: str, where: str) -> None:
+    """Name an N5 container (``attributes.json`` with ``"n5": "2.x"`` at its root) as such."""
+    with storage_errors(where):
+        raw = read_keys(store, [join_key(path, "attributes.json")])
+    doc, _ = parse_document(next(iter(raw.values())))
+    if not (isinstance(doc, dict) and "n5" in doc):
+        return
+    raise NotAZarrStoreError(
+        f"{where} is an N5 container (attributes.json says n5 {doc['n5']!r}), not a Zarr store: "
+        "zarr-python 3 and zarr-dask-utils read only Zarr formats 2 and 3. Open it with "
+        "zarr-python 2's N5Store / N5FSStore, z5py or tensorstore, or convert it to Zarr "
+        "first (e.g. read it with one of those and write with zarr.create_array / "
+        "xarray.Dataset.to_zarr), then run zdu on the copy."
     )
