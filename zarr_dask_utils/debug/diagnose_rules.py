@@ -194,7 +194,7 @@ def array_findings(arr: ArrayDiagnosis, limits: Limits) -> list[Finding]:
                 "sharding-recommended",
                 where,
                 f"{arr.objects_expected} small chunk objects in a format 2 array: object "
-                "stores list, copy and delete them one by one",
+                "stores pay one request per object for every listing and copy",
                 "convert to zarr format 3 with shards (many chunks per object), e.g. "
                 f"`zdu rechunk SRC DST --zarr-format 3 {_shard_options(arr)} --max-mem 1GiB`",
             )

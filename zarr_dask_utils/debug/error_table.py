@@ -179,7 +179,7 @@ RULES: tuple[ErrorRule, ...] = (
         "already-exists",
         ("FileExistsError", "zarr.errors.ContainsGroupError"),
         r"already contains data|group exists|already exists",
-        "The path already holds Zarr data and the call was told not to overwrite it.",
+        "The path already holds Zarr data and the call was told to keep existing data.",
         "mode='w-' (the default of xarray's to_zarr and of zarr's create calls) refuses to "
         "write over existing data.",
         "Use mode='a' to add to it, mode='r+' with region= to update part of it, or mode='w' "
@@ -395,6 +395,6 @@ RULES: tuple[ErrorRule, ...] = (
         "The stored bytes are damaged (truncated upload, bit rot, an interrupted writer) or "
         "were written with different codecs than the metadata says.",
         "Run `zdu check STORE --deep` to list every bad chunk, then rewrite them from the "
-        "source; a checksum manifest (`zdu manifest`) proves later copies intact.",
+        "source; a checksum manifest (`zdu manifest create STORE OUT`) proves later copies intact.",
     ),
 )

@@ -55,7 +55,7 @@ def enable_debug_mode(*, level: int = logging.DEBUG, stream: Any = None) -> None
 
 
 def disable_debug_mode() -> None:
-    """Undo :func:`enable_debug_mode` (remove its handler, stop logging store operations)."""
+    """Undo :func:`enable_debug_mode` (detach its handler, stop logging store operations)."""
     global _handler
     trace.set_debug_logging(False)
     if _handler is not None:
