@@ -6,7 +6,7 @@ ZDU    := $(VENV)/bin/zdu
 STAMP  := $(VENV)/.installed
 DEMO   := build/demo.zarr
 
-.PHONY: demo test lint mutate clean
+.PHONY: demo test lint mutate clean chromium
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,18 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install -q torch==2.13.0
 	$(VENV)/bin/pip install -q -e ".[all,test]"
 	touch $(STAMP)
+
+# Headless Chromium for the figure tests (zarr_dask_utils.testing.browser): Debian's package,
+# installed once; a machine without apt-get stops here with what to do.
+chromium:
+	@if command -v chromium >/dev/null 2>&1 || [ -n "$$ZDU_CHROMIUM" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then \
+		echo "make chromium: Chromium is missing and there is no apt-get to install Debian's" \
+			"'chromium': install Chromium by hand and set ZDU_CHROMIUM to its path." >&2; exit 1; fi; \
+	SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	$$SUDO apt-get install -y -q chromium || { $$SUDO apt-get update -q && \
+		$$SUDO apt-get install -y -q chromium; } || { \
+		echo "make chromium: apt-get could not install 'chromium' (see above)." >&2; exit 1; }
 
 demo: $(STAMP)
 	rm -rf $(DEMO)
@@ -32,9 +44,9 @@ demo: $(STAMP)
 	@echo "\n== zdu doctor: sizes, chunking, compression (the demo's chunks are tiny: exit code 1) =="
 	-$(ZDU) doctor $(DEMO) --no-progress
 
-test: $(STAMP) lint
+test: $(STAMP) chromium lint
 	$(PY) -m pytest tests notebooks --nbmake --nbmake-timeout=300 \
-		--cov=zarr_dask_utils --cov-report=term-missing --cov-fail-under=90
+		--cov=zarr_dask_utils --cov-report=term-missing --cov-fail-under=90 --durations=30
 
 # Mutation check (on demand, not in CI, ~20 min): hand-listed mutants applied to a temporary
 # copy of the repository, the listed tests run against each; prints the kill rate.

@@ -216,6 +216,24 @@ def s3_auth_server(
             proc.wait()
 
 
+# --- the latency rig: S3 that behaves like remote object storage --------------------------------
+
+
+@pytest.fixture(scope="session")
+def s3_rig(_aws_environment: None) -> Iterator[Any]:
+    """A :class:`~zarr_dask_utils.testing.s3rig.S3Rig`: 2 moto processes, 20 ms ± 2 ms per request.
+
+    No bandwidth limit.  Use ``s3_rig.make_bucket()`` for a fresh bucket, ``s3_rig.storage_options``
+    for s3fs/zarr, ``s3_rig.reset_stats()`` / ``s3_rig.stats()["GET"]`` to count requests, and
+    ``with s3_rig.unthrottled():`` to fill a bucket fast.  A test that calls
+    ``s3_rig.configure(...)`` must restore the settings it changed.
+    """
+    from zarr_dask_utils.testing.s3rig import S3Rig
+
+    with S3Rig(latency=0.020, jitter=0.002, servers=2) as rig:
+        yield rig
+
+
 # --- the Dask cluster ------------------------------------------------------------------------
 
 

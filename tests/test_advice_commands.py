@@ -401,3 +401,66 @@ def test_legacy_in_store_backups_are_skipped_and_noted(
     assert report.to_dict()["legacy_backups"] == 1
     dry = repair_metadata(path, client=client, progress=False)
     assert dry.legacy_backups == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Advice on a zip store: zdu does not write into zips, so writing advice runs on a copy
+# ---------------------------------------------------------------------------------------------
+
+
+def _zip_hierarchy(path: Path, zarr_format: int) -> str:
+    """A zip holding an unconsolidated group with one array, as zarr-python 3 writes it."""
+    import zarr
+
+    store = zarr.storage.ZipStore(path, mode="w")
+    group = zarr.open_group(store, mode="w", zarr_format=zarr_format)
+    group.create_array("a", shape=(8, 8), chunks=(4, 4), dtype="f4")[:] = 1.0
+    store.close()
+    return str(path)
+
+
+def _run_on_copy(command: str, store: str, copy: str, scheduler: str) -> None:
+    """Run one advised command with STORE the zip and COPY (or COPY/inner) the extracted copy."""
+    words = [
+        store if w == "STORE" else copy + w[len("COPY") :] if w.startswith("COPY") else w
+        for w in shlex.split(command)
+    ]
+    assert "..." not in words, command
+    if words[0] == "python":
+        done = subprocess.run(
+            [sys.executable, *words[1:]], capture_output=True, text=True, check=False
+        )
+    else:
+        done = _zdu([*words[1:], "--no-progress"], scheduler)
+    assert done.returncode in (0, 1), (command, done.returncode, done.stderr[-2000:])
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_zip_store_advice_works_on_an_extracted_copy(
+    tmp_path: Path, scheduler: str, zarr_format: int
+) -> None:
+    zip_store = _zip_hierarchy(tmp_path / "data.zip", zarr_format)
+    before = Path(zip_store).read_bytes()
+    for producer in (["validate"], ["doctor"]):
+        found = _findings(producer, zip_store, scheduler)
+        assert "consolidated-missing" in {f["code"] for f in found}, found
+        copy = str(tmp_path / f"copy-{producer[0]}.zarr")
+        fixes = [f["fix"] for f in found if f["code"] == "consolidated-missing"]
+        assert all("zip" in fix and "copy" in fix for fix in fixes), fixes
+        for fix in fixes:
+            commands = re.findall(r"`([^`]+)`", fix)
+            assert commands[0].startswith("python -m zipfile -e"), fix
+            for command in commands:
+                if command.startswith("zdu "):
+                    assert command.split()[2].startswith("COPY"), fix  # never the zip itself
+                _run_on_copy(command, zip_store, copy, scheduler)
+        after = {f["code"] for f in _findings(producer, copy, scheduler)}
+        assert "consolidated-missing" not in after, after
+        # every other command advised on the zip runs on the zip as it is
+        for code, command in _commands(found):
+            if command.split()[1] not in ("consolidate", "repair"):
+                done = _zdu(_argv(command, zip_store, tmp_path), scheduler)
+                assert done.returncode in (0, 1), (code, command, done.stderr[-2000:])
+    assert Path(zip_store).read_bytes() == before  # nothing was written into the zip

@@ -206,3 +206,19 @@ def test_distributed_lock_without_cluster_is_a_clear_error() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == [ClusterConnectionError.__name__, "cluster-unreachable"]
+
+
+@pytest.mark.cluster
+def test_locks_skip_a_closed_in_process_worker(client: Client) -> None:
+    """A closed threaded cluster's worker lingers in ``Worker._instances``; locks use the client."""
+    from distributed import LocalCluster
+    from distributed.core import Status
+
+    from zarr_dask_utils.concurrent.lock import scheduler_binding
+
+    with LocalCluster(n_workers=1, processes=False, dashboard_address="127.0.0.1:0") as cluster:
+        stale = next(iter(cluster.workers.values()))
+    assert stale.status == Status.closed  # still referenced here, so still in _instances
+    with client.as_current():
+        _, loop = scheduler_binding()
+    assert loop is client.loop

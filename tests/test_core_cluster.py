@@ -13,7 +13,8 @@ import dask
 import pytest
 
 from zarr_dask_utils import ClusterConnectionError, InvalidOptionError, get_client
-from zarr_dask_utils._core.compute.cluster import describe_client
+from zarr_dask_utils._core.compute.cluster import describe_client, embedded_mode
+from zarr_dask_utils._core.storage.locations import resolve_location
 
 pytestmark = pytest.mark.cluster
 
@@ -117,9 +118,10 @@ def test_describe_client(client):
 # --- real processes: no client is current there ------------------------------------------------
 
 _SCRIPT = """
-import logging, sys
+import logging, os, sys
 from zarr_dask_utils import get_client, walk_hierarchy
-from zarr_dask_utils._core.compute.cluster import describe_client
+from zarr_dask_utils._core.compute.cluster import describe_client, embedded_mode
+from zarr_dask_utils._core.storage.locations import resolve_location
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 
 if __name__ == "__main__":
@@ -127,7 +129,10 @@ if __name__ == "__main__":
     build_sample_hierarchy(sys.argv[1])
     with get_client() as cl:
         print(describe_client(cl))
+        pids = sorted(set(cl.run(os.getpid).values()))
     print(walk_hierarchy(sys.argv[1], progress=False).engine)
+    print(f"WORKER_PIDS={pids}")
+    print(f"MY_PID={os.getpid()}")
 """
 
 
@@ -156,13 +161,128 @@ def test_scheduler_address_from_environment(client, tmp_path):
 
 
 @pytest.mark.slow
-def test_embedded_local_cluster(tmp_path):
+@pytest.mark.parametrize(
+    ("setting", "address", "how"),
+    [
+        pytest.param(
+            None, "tcp://127.0.0.1:", "threads in one process (cluster.processes=auto", id="auto"
+        ),
+        pytest.param(
+            "false", "tcp://127.0.0.1:", "threads in one process (cluster.processes=false", id="f"
+        ),
+        pytest.param(
+            "true", "tcp://127.0.0.1:", "worker processes (cluster.processes=true", id="t"
+        ),
+    ],
+)
+def test_embedded_local_cluster(tmp_path, setting, address, how):
     env = {
         "DASK_ZARR_DASK_UTILS__CLUSTER__N_WORKERS": "1",
         "DASK_ZARR_DASK_UTILS__CLUSTER__DASHBOARD_ADDRESS": "127.0.0.1:0",
     }
+    if setting is not None:
+        env["DASK_ZARR_DASK_UTILS__CLUSTER__PROCESSES"] = setting
     out = _run_script(tmp_path, env)
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].startswith("distributed: 1 worker(s), 2 thread(s) at tcp://127.0.0.1:")
-    assert lines[1].startswith("distributed: 1 worker(s)")
+    # one worker either way: n-workers processes, or one worker with their threads (1 x 2)
+    assert lines[0].startswith(f"distributed: 1 worker(s), 2 thread(s) at {address}")
+    assert f"embedded LocalCluster, {how}" in lines[0]
+    assert lines[1].startswith(f"distributed: 1 worker(s), 2 thread(s) at {address}")
+    assert f"embedded LocalCluster, {how}" in lines[1]
+    if setting is None:  # the operation's own cluster saw its store
+        assert "local stores" in lines[1]
+    found = dict(line.split("=", 1) for line in lines if line.startswith(("WORKER_", "MY_")))
+    in_this_process = json.loads(found["WORKER_PIDS"]) == [int(found["MY_PID"])]
+    assert in_this_process is (setting != "true")
+
+
+# --- threads or processes: the choice, its reason, config and the CLI flag ---------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "processes", "reason"),
+    [
+        pytest.param("auto", False, "cluster.processes=auto, local stores", id="auto"),
+        pytest.param(True, True, "cluster.processes=true", id="true"),
+        pytest.param(False, False, "cluster.processes=false", id="false"),
+        pytest.param("true", True, "cluster.processes=true", id="env-true"),
+        pytest.param("threads", False, "cluster.processes=false", id="threads"),
+        pytest.param("Processes", True, "cluster.processes=true", id="processes"),
+    ],
+)
+def test_embedded_mode_from_config(tmp_path, value, processes, reason):
+    location = resolve_location(str(tmp_path))
+    with dask.config.set({"zarr-dask-utils.cluster.processes": value}):
+        mode = embedded_mode([location])
+    assert mode.processes is processes
+    assert reason in mode.reason
+    assert mode.label == ("worker processes" if processes else "threads in one process")
+
+
+def test_embedded_mode_default_is_auto_threads():
+    mode = embedded_mode()
+    assert mode.processes is False
+    assert mode.reason.startswith("cluster.processes=auto, no stores")
+
+
+def test_embedded_mode_rejects_an_unknown_value():
+    with (
+        dask.config.set({"zarr-dask-utils.cluster.processes": "sometimes"}),
+        pytest.raises(InvalidOptionError, match="auto, true") as info,
+    ):
+        embedded_mode()
+    assert "sometimes" in str(info.value)
+
+
+def test_describe_client_says_how_the_client_was_found(client):
+    with get_client(scheduler=client.scheduler.address) as cl:
+        assert "; the scheduler address given" in describe_client(cl)
+    assert "; the client passed in" in describe_client(client)
+
+
+def test_threads_flag_leaves_a_given_scheduler_alone(client, tmp_path):
+    from click.testing import CliRunner
+
+    from zarr_dask_utils.cli.main import cli
+    from zarr_dask_utils.testing.builders import build_sample_hierarchy
+
+    build_sample_hierarchy(str(tmp_path / "s.zarr"))
+    args = ["--threads", "info", str(tmp_path / "s.zarr"), "--json"]
+    result = CliRunner().invoke(cli, [*args, "--scheduler", client.scheduler.address])
+    assert result.exit_code == 0, result.output
+    engine = json.loads(result.stdout)["engine"]
+    assert engine.startswith("distributed: 2 worker(s)")
+    assert client.scheduler.address in engine
+    assert "the scheduler address given" in engine
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("flag", "how"),
+    [
+        pytest.param("--threads", "threads in one process (cluster.processes=false", id="threads"),
+        pytest.param("--processes", "worker processes (cluster.processes=true", id="processes"),
+    ],
+)
+def test_cli_flag_chooses_the_embedded_cluster(tmp_path, flag, how):
+    from zarr_dask_utils.testing.builders import build_sample_hierarchy
+
+    build_sample_hierarchy(str(tmp_path / "s.zarr"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["DASK_ZARR_DASK_UTILS__CLUSTER__DASHBOARD_ADDRESS"] = "127.0.0.1:0"
+    env["DASK_ZARR_DASK_UTILS__CLUSTER__N_WORKERS"] = "2"  # 2 x 2 threads, or one worker with 4
+    env["DASK_ZARR_DASK_UTILS__CLUSTER__PROCESSES"] = "true" if flag == "--threads" else "false"
+    out = subprocess.run(
+        [sys.executable, "-m", "zarr_dask_utils", flag, "info", str(tmp_path / "s.zarr"), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    engine = json.loads(out.stdout)["engine"]
+    assert f"embedded LocalCluster, {how}" in engine  # the flag beats the config
+    workers = "1 worker(s), 4 thread(s)" if flag == "--threads" else "2 worker(s), 4 thread(s)"
+    assert engine.startswith(f"distributed: {workers} at tcp://127.0.0.1:")

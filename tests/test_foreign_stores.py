@@ -24,6 +24,7 @@ from zarr_dask_utils._core.storage.locations import resolve_location
 from zarr_dask_utils._core.storage.probe import probe_location
 from zarr_dask_utils.integrity.plan import name_missing
 from zarr_dask_utils.integrity.sample import sample_statement
+from zarr_dask_utils.testing.foreign import write_zarrs_dual_metadata
 
 # ---------------------------------------------------------------------------------------------
 # Issue 12, items 3, 6, 7: draft-v3 stores, analyze never drops an array, missing chunks named
@@ -182,6 +183,46 @@ def test_every_command_exits_2_with_draft_v3_store_kind(tmp_path: Path, client: 
     assert not Path(out).exists()
 
 
+def _parent_with_nested_draft(root: Path, fmt: int) -> Path:
+    """A normal v2/v3 group with an array, and a draft-v3 store in its folder ``old``."""
+    group = zarr.open_group(str(root), mode="w", zarr_format=fmt)
+    group.create_array("a", shape=(4,), chunks=(2,), dtype="i4")[:] = 1
+    _write_draft_v3(root / "old")
+    return root
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_a_draft_v3_store_nested_below_a_normal_store_is_refused(
+    tmp_path: Path, client: object, fmt: int
+) -> None:
+    root = _parent_with_nested_draft(tmp_path / "parent.zarr", fmt)
+    before = _snapshot(root)
+    store, kw = str(root), {"client": client, "progress": False}
+    calls = {
+        "walk": lambda: zdu.walk_hierarchy(store, **kw),
+        "analyze": lambda: zdu.analyze_chunks(store, **kw),
+        "check": lambda: zdu.check_data_integrity(store, deep=True, **kw),
+        "validate": lambda: zdu.validate_metadata(store, **kw),
+        "doctor": lambda: zdu.diagnose_zarr_store(store, **kw),
+        "consolidate": lambda: zdu.consolidate_metadata(store, **kw),
+        "repair": lambda: zdu.repair_metadata(store, dry_run=False, **kw),
+        "compare": lambda: zdu.compare_stores(store, store, **kw),
+    }
+    for name, call in calls.items():
+        with pytest.raises(DraftV3StoreError, match=r"'old' inside .*parent\.zarr") as info:
+            call()
+        assert "draft v3" in str(info.value), name
+    assert _snapshot(root) == before
+    assert not (tmp_path / "parent.zarr.zdu-backups").exists()
+
+    for argv in (["info"], ["validate"], ["consolidate"], ["check", "--deep"]):
+        done = _cli(argv[0], store, *argv[1:], "--json", scheduler=_scheduler(client))
+        assert done.returncode == 2, (argv, done.stdout[-1000:], done.stderr[-1000:])
+        assert json.loads(done.stdout)["error"]["kind"] == "draft-v3-store", argv
+        assert "Traceback" not in done.stderr
+    assert _snapshot(root) == before
+
+
 # --- item 6: analyze lists every array: analysed, or skipped with the reason -----------------
 
 
@@ -288,6 +329,29 @@ def test_check_and_verify_name_missing_chunks(tmp_path: Path, client: object, fm
     assert done.returncode == 0, done.stderr[-2000:]
     (f,) = [f for f in json.loads(done.stdout)["findings"] if f["code"] == "chunks-missing"]
     assert all(repr(k) in f["message"] for k in keys)
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_doctor_names_missing_chunks(tmp_path: Path, client: object, fmt: int) -> None:
+    root = tmp_path / "m.zarr"
+    keys = _array_with_missing_chunks(root, fmt)
+    report = zdu.diagnose_zarr_store(str(root), client=client, progress=False)
+    (finding,) = report.findings_with("chunks-not-stored")
+    assert all(repr(k) in finding.message for k in keys), finding.message
+    assert "2 of 9" in finding.message
+    assert list(report.arrays[0].missing_keys) == keys
+    assert report.to_dict()["arrays"][0]["missing_keys"] == keys
+
+
+def test_doctor_names_a_bounded_list_of_missing_chunks(tmp_path: Path, client: object) -> None:
+    root = tmp_path / "sparse.zarr"
+    arr = zarr.create_array(str(root), shape=(40,), chunks=(1,), dtype="f4", fill_value=0)
+    arr[:3] = 1.0  # 37 of 40 chunks never written
+    report = zdu.diagnose_zarr_store(str(root), client=client, progress=False)
+    (finding,) = report.findings_with("chunks-not-stored")
+    assert "'c/3'" in finding.message
+    assert "'c/39'" not in finding.message
+    assert "and 27 more" in finding.message  # 10 named, the rest counted
 
 
 def test_verify_chunks_on_an_array_with_no_stored_chunk(tmp_path: Path, client: object) -> None:
@@ -468,34 +532,36 @@ def test_zip_location_reopens_on_workers(zip_path: Path) -> None:
     assert (inner.kind, inner.url, inner.path) == ("zip", str(zip_path), "g/b")
 
 
-def _write_zarrs_style(root: Path) -> Path:
-    """A v3 hierarchy plus matching .zgroup/.zarray/.zattrs, as the Rust zarrs writes it."""
-    group = zarr.open_group(root, mode="w", zarr_format=3)
-    array = group.create_array(
-        "a", shape=(10, 10), chunks=(5, 5), dtype="f4", dimension_names=("y", "x")
-    )
-    array[:] = 1
-    array.attrs["units"] = "K"
-    v2 = {
-        "zarr_format": 2,
-        "shape": [10, 10],
-        "chunks": [5, 5],
-        "dtype": "<f4",
-        "compressor": None,
-        "fill_value": 0.0,
-        "filters": None,
-        "order": "C",
-        "dimension_separator": "/",
-    }
-    (root / "a" / ".zarray").write_text(json.dumps(v2))
-    (root / "a" / ".zattrs").write_text(json.dumps({"units": "K"}))
-    (root / ".zgroup").write_text(json.dumps({"zarr_format": 2}))
-    return root
+@pytest.mark.cluster
+@pytest.mark.parametrize("mode", ["w", "a"])
+def test_wrapped_zip_store_open_for_writing_is_refused_up_front(
+    zip_path: Path, client, mode: str
+) -> None:
+    before = zip_path.read_bytes()
+    wrapped = zarr.storage.LoggingStore(zarr.storage.ZipStore(zip_path, mode=mode))
+    with pytest.raises(zdu.InvalidOptionError, match=r"ZipStore .* opened for writing") as info:
+        zdu.walk_hierarchy(wrapped, client=client, progress=False)
+    assert "mode='r'" in str(info.value)
+    assert info.value.to_dict()["kind"] == "invalid-option"
+    again = zarr.storage.LoggingStore(zarr.storage.ZipStore(zip_path, mode=mode))
+    with pytest.raises(zdu.InvalidOptionError):
+        zdu.check_data_integrity(again, deep=True, client=client, progress=False)
+    assert zip_path.read_bytes() == before  # no worker reopened it for writing
+
+
+@pytest.mark.cluster
+def test_wrapped_read_only_zip_store_runs_on_worker_processes(zip_path: Path, client) -> None:
+    wrapped = zarr.storage.LoggingStore(zarr.storage.ZipStore(zip_path, mode="r"))
+    info = zdu.walk_hierarchy(wrapped, client=client, progress=False)
+    assert "distributed" in info.engine  # worker processes opened their own read handles
+    assert {n.path for n in info.nodes} >= {"", "a", "g", "g/b"}
+    report = zdu.check_data_integrity(wrapped, deep=True, client=client, progress=False)
+    assert report.ok, report
 
 
 @pytest.mark.cluster
 def test_v2_documents_beside_zarr_json_are_shadowed(tmp_path: Path, client) -> None:
-    root = _write_zarrs_style(tmp_path / "zarrs.zarr")
+    root = write_zarrs_dual_metadata(tmp_path / "zarrs.zarr")
     kw = {"client": client, "progress": False}
     info = zdu.walk_hierarchy(str(root), **kw)
     assert [(n.path, n.node_type, n.zarr_format) for n in info.nodes] == [
@@ -679,7 +745,7 @@ def test_codec_unavailable_cli_every_command(codec_store, client) -> None:
         assert any(hint in fix for fix in fixes)
 
 
-def _two_copies(tmp_path: Path, *, rechunked: bool) -> tuple[str, str]:
+def _two_copies(tmp_path: Path, *, rechunked: bool, damaged: str = "a") -> tuple[str, str]:
     data = np.arange(64, dtype="f4").reshape(8, 8)
     a = zarr.create_array(tmp_path / "a.zarr", shape=(8, 8), chunks=(4, 4), dtype="f4")
     a[:] = data
@@ -687,23 +753,44 @@ def _two_copies(tmp_path: Path, *, rechunked: bool) -> tuple[str, str]:
     b = zarr.create_array(tmp_path / "b.zarr", shape=(8, 8), chunks=b_chunks, dtype="f4")
     b[:] = data
     b[7, 7] = -1.0  # a silent one-element change elsewhere
-    (tmp_path / "a.zarr" / "c" / "1" / "0").write_bytes(b"")  # undecodable in a
+    bad = _UNDECODABLE[(rechunked, damaged)]
+    (tmp_path / f"{damaged}.zarr" / "c" / bad.replace("c/", "")).write_bytes(b"")  # undecodable
     (tmp_path / "b.zarr" / "c" / "0" / "0").unlink()  # a chunk missing in b (fill value 0)
     return str(tmp_path / "a.zarr"), str(tmp_path / "b.zarr")
 
 
+#: (rechunked copy?, damaged side) -> the key made undecodable on that side: never the chunk
+#: of b[7, 7] (b's chunk c/0/3 when rechunked to (8, 2)), so that change stays comparable
+_UNDECODABLE = {
+    (False, "a"): "c/1/0",
+    (False, "b"): "c/1/0",
+    (True, "a"): "c/1/0",
+    (True, "b"): "c/0/2",  # rows 0-7, columns 4-5: inside a's chunks c/0/1 and c/1/1
+}
+
+
 @pytest.mark.cluster
-def test_compare_goes_on_past_an_undecodable_chunk(tmp_path: Path, client) -> None:
-    a, b = _two_copies(tmp_path, rechunked=False)
+@pytest.mark.parametrize(
+    ("rechunked", "damaged"),
+    sorted(_UNDECODABLE),
+    ids=[f"{'rechunked' if r else 'same-chunks'}-{d}" for r, d in sorted(_UNDECODABLE)],
+)
+def test_compare_goes_on_past_an_undecodable_chunk(
+    tmp_path: Path, client, rechunked: bool, damaged: str
+) -> None:
+    a, b = _two_copies(tmp_path, rechunked=rechunked, damaged=damaged)
     report = zdu.compare_stores(a, b, client=client, progress=False)
     by_code: dict[str, set[str]] = {}
     for f in report.findings:
         by_code.setdefault(f.code, set()).add(f.location)
-    assert by_code["chunk-unreadable"] == {"c/1/0"}
-    assert {"c/1/1", "c/0/0"} <= by_code["chunk-differs"]
+    assert by_code["chunk-unreadable"] == {_UNDECODABLE[(rechunked, damaged)]}
+    assert {"c/1/1", "c/0/0"} <= by_code["chunk-differs"]  # b[7, 7] and b's missing chunk
     (unreadable,) = [f for f in report.findings if f.code == "chunk-unreadable"]
-    assert "cannot be decoded in a" in unreadable.message
-    assert report.arrays[0]["chunks_unreadable"] == 1
+    assert f"cannot be decoded in {damaged}" in unreadable.message
+    (summary,) = report.arrays
+    assert summary["mode"] == ("values" if rechunked else "raw-bytes")
+    assert summary["chunks_unreadable"] == 1
+    assert summary["elements_differing"] >= 1 + 7  # b[7, 7], and b's missing c/0/0 but a[0, 0]
     assert not report.ok
 
     done = _cli("compare", a, b, "--json", scheduler=str(client.scheduler.address))

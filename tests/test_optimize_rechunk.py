@@ -400,3 +400,55 @@ def test_consolidated_source_gives_a_consolidated_target(tmp_path, client, src_f
 
     assert source_is_consolidated(resolve_location(target))
     assert not source_is_consolidated(resolve_location(str(tmp_path / "out2.zarr")))
+
+
+# --- the embedded default: threads in one process -------------------------------------------------
+
+_EMBEDDED_SCRIPT = """
+import json, sys
+from zarr_dask_utils import rechunk_array
+
+if __name__ == "__main__":
+    src, tmp = sys.argv[1], sys.argv[2]
+    rows = {}
+    for name, chunks, mem in (("p2p", (48, 1, 1), "8KiB"), ("rechunker", (48, 5, 6), "1MiB")):
+        r = rechunk_array(src, chunks, f"{tmp}/{name}.zarr", max_mem=mem, progress=False)
+        rows[name] = {"method": r.method, "engine": r.engine}
+    print("ROWS=" + json.dumps(rows))
+"""
+
+
+@pytest.mark.slow
+def test_embedded_default_rechunks_on_threads_in_one_process(tmp_path):
+    """No client anywhere: both engines run on the embedded threads cluster, bit-exact."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    src = str(tmp_path / "src.zarr")
+    data = _source(src, 3)
+    script = tmp_path / "embedded.py"
+    script.write_text(_EMBEDDED_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DASK_")}
+    env["DASK_ZARR_DASK_UTILS__CLUSTER__DASHBOARD_ADDRESS"] = "127.0.0.1:0"
+    proc = subprocess.run(
+        [sys.executable, str(script), src, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("ROWS="))
+    rows = json.loads(line.removeprefix("ROWS="))
+    for name, row in rows.items():
+        assert row["method"] == name
+        assert "tcp://127.0.0.1:" in row["engine"]
+        assert (
+            "embedded LocalCluster, threads in one process (cluster.processes=auto"
+            in (row["engine"])
+        )
+        assert "local stores" in row["engine"]
+        _assert_same(str(tmp_path / f"{name}.zarr"), data)

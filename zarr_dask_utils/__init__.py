@@ -10,6 +10,7 @@ from zarr_dask_utils._core.compute.cluster import get_client
 from zarr_dask_utils._core.errors import (
     ChunkUnreadableError,
     ClusterConnectionError,
+    CodecQuirkError,
     ConcurrentModificationError,
     DraftV3StoreError,
     EndpointUnreachableError,
@@ -79,6 +80,13 @@ from zarr_dask_utils.optimize import (
     estimate_performance,
     rechunk_array,
 )
+from zarr_dask_utils.profiling import (
+    ProfileReport,
+    StoreBenchmark,
+    benchmark_store,
+    profile_zarr_operation,
+    visualize_performance,
+)
 
 __version__ = "0.1.0"
 
@@ -89,6 +97,11 @@ __all__ = [
     "analyze_chunks",
     "estimate_performance",
     "rechunk_array",
+    "ProfileReport",
+    "StoreBenchmark",
+    "benchmark_store",
+    "profile_zarr_operation",
+    "visualize_performance",
     "ConcurrentModificationError",
     "DistributedLock",
     "LockTimeoutError",
@@ -112,6 +125,7 @@ __all__ = [
     "verify_manifest",
     "ChunkUnreadableError",
     "ClusterConnectionError",
+    "CodecQuirkError",
     "ConsolidationReport",
     "DraftV3StoreError",
     "RepairReport",

@@ -14,6 +14,7 @@ from typing import ClassVar
 __all__ = [
     "ChunkUnreadableError",
     "ClusterConnectionError",
+    "CodecQuirkError",
     "ConcurrentModificationError",
     "DraftV3StoreError",
     "EndpointUnreachableError",
@@ -141,6 +142,16 @@ class StoreUnreadableError(ZarrDaskUtilsError, OSError):
     """
 
     kind = "store-unreadable"
+
+
+class CodecQuirkError(MetadataInvalidError):
+    """A codec setting the source's writer means differently from zarr-python (read wrongly).
+
+    E.g. netCDF-C's shuffle ``elementsize`` 0: a copy would hold wrong values, so an operation
+    that copies values refuses the source until ``zdu repair`` fixes the document.
+    """
+
+    kind = "shuffle-elementsize-zero"
 
 
 class ZarrDaskUtilsWarning(UserWarning):

@@ -15,8 +15,16 @@ import click
 
 from zarr_dask_utils._core.pure.naming import cli_messages
 from zarr_dask_utils._core.pure.reports import Report
+from zarr_dask_utils.cli.bench_command import bench
 from zarr_dask_utils.cli.chunkspec import parse_chunks, parse_patterns
-from zarr_dask_utils.cli.options import multi_command, parse_storage_options, store_command
+from zarr_dask_utils.cli.options import (
+    cluster_mode_option,
+    multi_command,
+    parse_storage_options,
+    set_cluster_mode,
+    store_command,
+)
+from zarr_dask_utils.cli.profile_command import profile
 from zarr_dask_utils.cli.redact import FILTER, start_redaction
 from zarr_dask_utils.cli.render import EXIT_USAGE
 from zarr_dask_utils.debug.diagnose import diagnose_zarr_store
@@ -51,16 +59,19 @@ def _setup_logging(verbose: int) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="More logging (-vv: debug, also zarr/fsspec).")
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@cluster_mode_option
 @click.version_option(package_name="zarr-dask-utils")
 @click.pass_context
-def cli(ctx: click.Context, verbose: int, debug: bool) -> None:
+def cli(ctx: click.Context, verbose: int, debug: bool, processes: bool | None) -> None:
     """zdu: diagnose, repair and optimise Zarr stores with Dask.
 
     STORE is a local path, file://, s3://bucket/prefix, memory:// or a .zip file.  Work runs
     on the Dask cluster given by --scheduler / --scheduler-file / DASK_SCHEDULER_ADDRESS, or on
-    an embedded LocalCluster.  Exit codes: 0 healthy, 1 problems found, 2 bad input.
+    an embedded LocalCluster (threads in one process, or --processes).  Exit codes: 0 healthy,
+    1 problems found, 2 bad input.
     """
     ctx.ensure_object(dict)
+    set_cluster_mode(ctx, processes)
     ctx.obj["debug"] = debug
     _setup_logging(verbose)
     # after the handlers exist: every one of them redacts this command's secrets
@@ -290,6 +301,10 @@ def rechunk(
         temp_storage_options=temp_storage_options,
         **kwargs,
     )
+
+
+cli.add_command(profile)
+cli.add_command(bench)
 
 
 def main() -> None:

@@ -26,7 +26,32 @@ from zarr_dask_utils.cli.redact import current_redactor, learn_arguments
 from zarr_dask_utils.cli.render import render_error, render_report
 from zarr_dask_utils.debug.trace import ZarrDebugger
 
-__all__ = ["multi_command", "parse_storage_options", "store_command"]
+__all__ = [
+    "cluster_mode_option",
+    "multi_command",
+    "parse_storage_options",
+    "set_cluster_mode",
+    "store_command",
+]
+
+#: ``zdu --processes/--threads``: how the embedded cluster runs (a given scheduler is used as is).
+cluster_mode_option = click.option(
+    "--processes/--threads",
+    "processes",
+    default=None,
+    help=(
+        "Run the embedded cluster as worker processes or as threads in one process "
+        "(default: config cluster.processes, 'auto' = threads). --scheduler is used as given."
+    ),
+)
+
+
+def set_cluster_mode(ctx: click.Context, processes: bool | None) -> None:
+    """Apply ``--processes/--threads`` as ``zarr-dask-utils.cluster.processes`` for this command."""
+    if processes is not None:
+        import dask.config
+
+        ctx.with_resource(dask.config.set({"zarr-dask-utils.cluster.processes": processes}))
 
 
 def parse_storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:

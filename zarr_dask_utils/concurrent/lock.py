@@ -22,6 +22,7 @@ from typing import Any
 
 from dask.utils import parse_timedelta
 from distributed import Client, Lock
+from distributed.core import Status
 from distributed.worker import Worker, get_worker
 
 from zarr_dask_utils._core.config import get_option
@@ -39,8 +40,8 @@ def scheduler_binding(client: Client | None = None) -> tuple[Any, Any]:
     """Return ``(scheduler_rpc, loop)`` for locks made in this process.
 
     In order: the given client; the worker running the current task (also inside zarr's
-    event-loop thread and ``asyncio.to_thread``, which copy the task's context); the only worker
-    of this process; the current client.
+    event-loop thread and ``asyncio.to_thread``, which copy the task's context); the only running
+    worker of this process; the current client.
 
     Raises
     ------
@@ -54,7 +55,8 @@ def scheduler_binding(client: Client | None = None) -> tuple[Any, Any]:
         return worker.scheduler, worker.loop
     except ValueError:
         pass
-    workers = list(Worker._instances)
+    # a closed in-process cluster's worker may linger in ``_instances`` until collected
+    workers = [w for w in Worker._instances if w.status in (Status.running, Status.paused)]
     if len(workers) == 1:
         return workers[0].scheduler, workers[0].loop
     try:

@@ -23,6 +23,7 @@ from zarr_dask_utils._core.checks.hierarchy import (
     chunk_check_task,
     consolidated_status,
 )
+from zarr_dask_utils._core.checks.zip_advice import advice_for_zip
 from zarr_dask_utils._core.compute.inventory_graph import build_inventory_graph
 from zarr_dask_utils._core.compute.operation import operation
 from zarr_dask_utils._core.compute.runner import task_name
@@ -65,8 +66,11 @@ class DiagnosisReport(Report):
         return [head, *(a.describe() for a in self.arrays)]
 
 
-def _counts(inv: Inventory) -> dict[str, tuple[int, int, int]]:
-    return {path: (a.expected, a.present, a.stored_bytes) for path, a in inv.arrays.items()}
+def _counts(inv: Inventory) -> dict[str, tuple[int, int, int, tuple[str, ...]]]:
+    return {
+        path: (a.expected, a.present, a.stored_bytes, tuple(a.missing_keys))
+        for path, a in inv.arrays.items()
+    }
 
 
 def _itemsize(dtype: str | None) -> int | None:
@@ -77,8 +81,10 @@ def _itemsize(dtype: str | None) -> int | None:
     return None if dt is None or dt.hasobject or dt.itemsize == 0 else int(dt.itemsize)
 
 
-def _diagnosis(node: NodeInfo, counts: Mapping[str, tuple[int, int, int]]) -> ArrayDiagnosis:
-    expected, present, stored = counts.get(node.path, (0, 0, 0))
+def _diagnosis(
+    node: NodeInfo, counts: Mapping[str, tuple[int, int, int, tuple[str, ...]]]
+) -> ArrayDiagnosis:
+    expected, present, stored, missing_keys = counts.get(node.path, (0, 0, 0, ()))
     return ArrayDiagnosis(
         path=node.path,
         zarr_format=node.zarr_format,
@@ -93,6 +99,7 @@ def _diagnosis(node: NodeInfo, counts: Mapping[str, tuple[int, int, int]]) -> Ar
         objects_expected=expected,
         objects_present=present,
         stored_bytes=stored,
+        missing_keys=missing_keys,
     )
 
 
@@ -146,7 +153,7 @@ def diagnose_zarr_store(
         result = op.run([raw, inventory, keys])
     documents, inv, (key_findings, _) = result
     # every validate_metadata check, on the documents and listing this graph already has
-    parsed, findings = check_documents(documents, probe.zarr_format)
+    parsed, findings = check_documents(documents, probe.zarr_format, where=location.display)
     findings += key_findings
     limits = limits_from(get_option("doctor") or {})
     nodes = nodes_from_documents(documents)
@@ -156,6 +163,8 @@ def diagnose_zarr_store(
         findings += array_findings(arr, limits)
     findings += dimension_findings(arrays)
     findings += store_findings(inv.objects, limits)
+    if location.kind == "zip":  # zdu does not write into a zip: advice for a copy
+        findings = advice_for_zip(findings, location.path)
     return DiagnosisReport(
         location=location.display,
         engine=result.engine,

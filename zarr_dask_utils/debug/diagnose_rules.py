@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zarr_dask_utils._core.checks.missing_keys import name_missing
 from zarr_dask_utils._core.pure.chunk_choice import suggest_chunks
 from zarr_dask_utils._core.pure.reports import Finding
 
@@ -67,6 +68,9 @@ class ArrayDiagnosis:
     objects_expected: int
     objects_present: int
     stored_bytes: int
+    #: The first grid keys with no stored object (bounded; ``objects_expected -
+    #: objects_present`` counts them all).
+    missing_keys: tuple[str, ...] = ()
 
     @property
     def chunk_bytes(self) -> int | None:
@@ -206,8 +210,9 @@ def array_findings(arr: ArrayDiagnosis, limits: Limits) -> list[Finding]:
                 "info",
                 "chunks-not-stored",
                 where,
-                f"{missing} of {arr.objects_expected} objects are not stored; zarr reads them "
-                f"as the fill value {arr.fill_value!r}",
+                f"{missing} of {arr.objects_expected} objects are not stored "
+                f"({name_missing(arr.missing_keys, missing)}); zarr reads them as the fill "
+                f"value {arr.fill_value!r}",
                 "expected for sparse data; if data should be there, `zdu check STORE --deep` "
                 "and a checksum manifest (`zdu manifest create STORE MANIFEST.json`, later "
                 "`zdu manifest verify STORE MANIFEST.json`) tell deleted from never-written",

@@ -20,6 +20,7 @@ from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.pure.nodes import NodeInfo, nodes_from_documents
 from zarr_dask_utils._core.pure.reports import Report, sort_findings
+from zarr_dask_utils._core.storage.draft_v3 import check_no_nested_draft_v3
 from zarr_dask_utils._core.storage.locations import StoreLike
 from zarr_dask_utils._core.storage.storeio import storage_errors
 
@@ -154,6 +155,7 @@ def walk_hierarchy(
         )
         result = op.run([docs, unreadable])
     documents, lost = result
+    check_no_nested_draft_v3(documents, location.display)
     findings = unreadable_path_findings(lost) + unreadable_document_findings(documents)
     return HierarchyReport(
         location=location.display,

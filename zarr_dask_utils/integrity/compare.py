@@ -7,7 +7,8 @@ bytes, in batches planned over the storage grid; raw bytes that differ are compa
 too, so an equivalent encoding of the same numbers is not reported.  Otherwise (a rechunked
 or converted copy) it compares decoded values, both sides read once as Dask arrays in blocks
 of the first side's storage chunks (:mod:`~zarr_dask_utils.integrity.valuediff`).  NaN equals
-NaN; ``rtol``/``atol`` set the tolerance.
+NaN; ``rtol``/``atol`` set the tolerance.  A chunk that cannot be decoded, on either side and
+in either mode, becomes a ``chunk-unreadable`` finding and the comparison goes on.
 """
 
 from __future__ import annotations
@@ -36,11 +37,13 @@ from zarr_dask_utils._core.pure.keys import ARRAY_V2, ZARR_JSON, join_key, parse
 from zarr_dask_utils._core.pure.nodes import NodeInfo, nodes_from_documents
 from zarr_dask_utils._core.pure.partition import plan_batches
 from zarr_dask_utils._core.pure.reports import Finding, sort_findings
+from zarr_dask_utils._core.storage.draft_v3 import check_no_nested_draft_v3
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
 from zarr_dask_utils._core.storage.objectstream import StreamSettings, stream_objects
 from zarr_dask_utils._core.storage.storeio import storage_errors
 from zarr_dask_utils.integrity.metadiff import metadata_differences
 from zarr_dask_utils.integrity.reports import ComparisonReport
+from zarr_dask_utils.integrity.tolerant_blocks import unreadable_reason
 from zarr_dask_utils.integrity.valuediff import (
     ArrayDiff,
     compare_values,
@@ -81,9 +84,7 @@ def _read_both(
         try:
             values.append(read_region(arr, region, key, loc.display))
         except ChunkUnreadableError as err:
-            cause = err.__cause__
-            detail = f"{type(cause).__name__}: {cause}" if cause is not None else str(err)
-            reasons.append(f"cannot be decoded in {side} ({detail[:300]})")
+            reasons.append(unreadable_reason(err, side))
             values.append(None)
     return values[0], values[1], "; ".join(reasons)
 
@@ -173,6 +174,8 @@ def _read_documents(op: Operation) -> tuple[Mapping[str, Any], Mapping[str, Any]
     _, docs_a = build_read_graph(op.locations["source"], exclude_prefix=backup)
     _, docs_b = build_read_graph(op.locations["other"], exclude_prefix=backup)
     raw_a, raw_b = op.run([docs_a, docs_b])
+    for raw, role in ((raw_a, "source"), (raw_b, "other")):
+        check_no_nested_draft_v3(raw, op.locations[role].display)
     return raw_a, raw_b
 
 

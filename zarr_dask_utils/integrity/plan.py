@@ -8,11 +8,12 @@ come from the shared :mod:`~zarr_dask_utils._core.pure.partition`, decode error 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import numpy as np
 
+from zarr_dask_utils._core.checks.missing_keys import name_missing
 from zarr_dask_utils._core.pure.chunkgrid import ArrayGrid
 from zarr_dask_utils._core.pure.inventory import MAX_LISTED, ArrayInventory, Inventory, KeyList
 from zarr_dask_utils._core.pure.reports import Finding, Severity, keys_finding
@@ -157,23 +158,6 @@ def _array_findings(arr: ArrayInventory, missing_chunks: MissingPolicy) -> list[
             )
         )
     return found
-
-
-def name_missing(keys: Sequence[str], count: int) -> str:
-    """Name the keys not stored: ``"missing: 'a/c/0'"``, or the first ones and how many more.
-
-    Examples
-    --------
-    >>> name_missing(["t/c/0", "t/c/3"], 2)
-    "missing: 't/c/0', 't/c/3'"
-    >>> name_missing(["t/c/0"], 5)
-    "missing: 't/c/0' and 4 more"
-    """
-    shown = ", ".join(repr(k) for k in keys)
-    if not keys:
-        return f"{count} not named"
-    more = count - len(keys)
-    return f"missing: {shown}" + (f" and {more} more" if more > 0 else "")
 
 
 def inventory_findings(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import secrets
+import warnings
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from dask.utils import parse_bytes
@@ -24,6 +26,7 @@ from zarr_dask_utils._core.pure.reports import Finding, sort_findings
 from zarr_dask_utils._core.storage.locations import StoreLike
 from zarr_dask_utils._core.storage.storeio import storage_errors
 from zarr_dask_utils.integrity.findings import decode_findings
+from zarr_dask_utils.integrity.misread import misread_findings
 from zarr_dask_utils.integrity.plan import (
     miss_probability,
     name_missing,
@@ -34,6 +37,11 @@ from zarr_dask_utils.integrity.reports import ChunkSampleReport
 from zarr_dask_utils.integrity.scan import run_scan
 
 __all__ = ["sample_statement", "verify_chunks"]
+
+
+#: zarr-python's warning about format 2 documents beside zarr.json (the Rust zarrs writes both):
+#: zarr reads zarr.json, as zdu does, and ``validate`` reports ``v2-document-shadowed`` itself
+_SHADOWED_V2 = r"Both zarr\.json .* Zarr v3 will be used"
 
 
 def sample_statement(
@@ -98,6 +106,13 @@ def _unavailable(documents: Mapping[str, Any]) -> Finding | None:
     return None
 
 
+def _documents_of(opened: Any) -> dict[str, Any]:
+    """The opened array's documents as the document checks take them (keys at its root)."""
+    meta = opened.metadata.to_dict()
+    name = ARRAY_V2 if meta.get("zarr_format") == 2 else ZARR_JSON
+    return {name: meta, ".zattrs": dict(opened.attrs)}
+
+
 def verify_chunks(
     array: StoreLike,
     *,
@@ -153,8 +168,10 @@ def verify_chunks(
                 statement="no chunk was decoded: the array's codec is not installed here, so "
                 "nothing about the stored data was verified (it is neither healthy nor corrupt)",
             )
-        with storage_errors(location.display):
+        with storage_errors(location.display), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", _SHADOWED_V2, UserWarning)
             opened = open_array(location.open_store(), location.path, "", None)
+        misread = misread_findings(location, _documents_of(opened))
         grid = grid_of(opened, "")
         fmt = opened.metadata.zarr_format
         picked = sample_indices(grid.nchunks, sample_rate, seed)
@@ -172,6 +189,8 @@ def verify_chunks(
         n_missing=decoded.missing,
     )
     findings = decode_findings(decoded)
+    # its chunks decode, but into wrong values (netCDF-C's shuffle 0): not a healthy array
+    findings += [replace(f, location=f.location or location.path) for f in misread]
     if decoded.missing:
         named = name_missing(decoded.missing_keys, decoded.missing)
         findings.append(

@@ -50,12 +50,14 @@ from zarr_dask_utils._core.pure.keys import (
 from zarr_dask_utils._core.pure.naming import option_text
 from zarr_dask_utils._core.pure.partition import largest_first, plan_batches
 from zarr_dask_utils._core.pure.reports import sort_findings
+from zarr_dask_utils._core.storage.draft_v3 import check_no_nested_draft_v3
 from zarr_dask_utils._core.storage.heap import heap_allocations
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
 from zarr_dask_utils._core.storage.objectstream import StreamSettings
 from zarr_dask_utils._core.storage.probe import Probe
 from zarr_dask_utils._core.storage.storeio import read_keys, storage_errors
 from zarr_dask_utils.integrity.findings import decode_findings, metadata_findings
+from zarr_dask_utils.integrity.misread import misread_findings
 from zarr_dask_utils.integrity.plan import MISSING_NOTE, MissingPolicy, inventory_findings
 from zarr_dask_utils.integrity.reports import IntegrityReport
 
@@ -165,6 +167,7 @@ def read_inventory(
         _, raw, inv = build_inventory_graph(location, exclude_prefix=backup, nparts=nparts)
     result = op.run([raw, inv, *also])
     raw_docs, inventory = result[0], result[1]
+    check_no_nested_draft_v3(raw_docs, location.display)  # draft v3 below the root: refuse
     decoded = merge_results(*result[2:])
     docs: dict[str, Any] = {}
     broken: dict[str, str] = {}
@@ -395,6 +398,7 @@ def check_data_integrity(
         probe = op.probes["source"]
         docs, broken, inv, engine, decoded, seconds = _run_check(op, deep=deep, nan_check=nan_check)
     findings = metadata_findings(docs, broken)
+    findings += misread_findings(location, docs)
     findings += inventory_findings(inv, missing_chunks=missing_chunks)
     notes = [MISSING_NOTE] if any(a.missing for a in inv.arrays.values()) else []
     if deep:

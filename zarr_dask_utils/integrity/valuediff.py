@@ -26,9 +26,14 @@ from zarr_dask_utils._core.decoding.block_reader import DirectBlockReader
 from zarr_dask_utils._core.pure.chunkgrid import ArrayGrid
 from zarr_dask_utils._core.pure.inventory import MAX_LISTED
 from zarr_dask_utils._core.pure.keys import join_key
-from zarr_dask_utils._core.pure.partition import aligned_block
 from zarr_dask_utils._core.storage.heap import heap_allocations
 from zarr_dask_utils._core.storage.locations import Location
+from zarr_dask_utils.integrity.tolerant_blocks import (
+    Box,
+    Unreadable,
+    overlapping_blocks,
+    tolerant_blocks,
+)
 
 __all__ = [
     "ArrayDiff",
@@ -141,6 +146,24 @@ def bitwise_equal(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
     return bool(np.array_equal(x, y))
 
 
+def _excluded(
+    origin: Sequence[int], shape: Sequence[int], boxes: Sequence[Box]
+) -> np.ndarray[Any, Any] | None:
+    """``True`` where the block at *origin* lies in an unread *box*; ``None`` if nowhere."""
+    mask: np.ndarray[Any, Any] | None = None
+    for box in boxes:
+        local = tuple(
+            slice(max(lo, o) - o, min(hi, o + n) - o)
+            for (lo, hi), o, n in zip(box, origin, shape, strict=True)
+        )
+        if any(s.stop <= s.start for s in local):
+            continue
+        if mask is None:
+            mask = np.zeros(tuple(shape), dtype=bool)
+        mask[local] = True
+    return mask
+
+
 def diff_block(
     a: np.ndarray[Any, Any],
     b: np.ndarray[Any, Any],
@@ -150,9 +173,25 @@ def diff_block(
     rtol: float,
     atol: float,
     heap_threshold: int | None = None,
+    unreadable_a: Sequence[Unreadable] = (),
+    unreadable_b: Sequence[Sequence[Unreadable]] = (),
 ) -> dict[str, ArrayDiff]:
-    """Worker task: compare two blocks starting at *origin*, per storage chunk of *grid*."""
+    """Worker task: compare two blocks starting at *origin*, per storage chunk of *grid*.
+
+    *unreadable_a* are the undecodable chunks of the first side in this block;
+    *unreadable_b* those of the second side's blocks overlapping it.  Their elements are not
+    compared; each is recorded once (a second-side chunk by the block holding its start).
+    """
     diff = ArrayDiff()
+    for key, reason, _ in unreadable_a:
+        diff.record_unreadable(key, reason)
+    boxes = [box for _, _, box in unreadable_a]
+    for part in unreadable_b:
+        for key, reason, box in part:
+            boxes.append(box)
+            if all(o <= lo < o + n for (lo, _), o, n in zip(box, origin, a.shape, strict=True)):
+                diff.record_unreadable(key, reason)
+    excluded = _excluded(origin, a.shape, boxes) if boxes else None
     same = bitwise_equal(a, b)  # one fast pass proves most blocks equal
     spans = [
         range(o // c, -(-(o + n) // c))
@@ -164,9 +203,13 @@ def diff_block(
                 slice(max(i * c, o) - o, min((i + 1) * c, o + n) - o)
                 for i, c, o, n in zip(coords, grid.chunks, origin, a.shape, strict=True)
             )
-            differing, gap = (
-                (0, 0.0) if same else compare_values(a[region], b[region], rtol=rtol, atol=atol)
-            )
+            x, y = a[region], b[region]
+            if excluded is not None and excluded[region].any():
+                keep = ~excluded[region]
+                if not keep.any():
+                    continue  # nothing of this chunk could be read: recorded as unreadable
+                x, y = x[keep], y[keep]
+            differing, gap = (0, 0.0) if same else compare_values(x, y, rtol=rtol, atol=atol)
             diff.record(join_key(path, grid.key(coords)), differing, gap)
     return {path: diff}
 
@@ -186,44 +229,39 @@ def value_diff_tasks(
 
     Each returns ``{path: ArrayDiff}``; blocks are whole storage chunks (shards) of the first
     side and at most about *block_bytes*.  The second side is read in its own chunks and
-    rechunked by Dask, so every stored object is read once.
+    rechunked by Dask, so every stored object is read once.  A chunk that cannot be decoded,
+    on either side, is recorded as unreadable and the comparison goes on around it
+    (:mod:`~zarr_dask_utils.integrity.tolerant_blocks`).
     """
-    import dask.array as da
-
-    def blocks(reader: DirectBlockReader) -> Any:
-        return da.from_array(  # type: ignore[no-untyped-call]  # dask.array: unannotated
-            reader,
-            chunks=aligned_block(
-                reader.shape, reader.grid.chunks, reader.dtype.itemsize, block_bytes
-            ),
-            name=task_name("read-blocks"),
-            fancy=False,
-            asarray=False,
-            meta=np.empty((0,) * reader.ndim, dtype=reader.dtype),
-        )
-
     reader_a, reader_b = (
         DirectBlockReader(loc, path, fmt, heap_threshold)
         for loc, fmt in zip((loc_a, loc_b), formats, strict=True)
     )
     grid = reader_a.grid
-    side_a = blocks(reader_a)
-    side_b = blocks(reader_b).rechunk(side_a.chunks)
+    side_a, unreadable_a = tolerant_blocks(reader_a, "a", block_bytes)
+    side_b, unreadable_b = tolerant_blocks(reader_b, "b", block_bytes)
+    rechunked_b = side_b.rechunk(side_a.chunks)
     starts = [np.cumsum((0, *c[:-1])).tolist() for c in side_a.chunks]
     blocks_a = side_a.to_delayed().ravel()
-    blocks_b = side_b.to_delayed().ravel()
-    origins = list(itertools.product(*starts))
-    return [
-        delayed(diff_block, pure=False)(
-            x,
-            y,
-            origin,
-            grid,
-            path,
-            rtol,
-            atol,
-            heap_threshold,
-            dask_key_name=task_name("compare-values"),
+    blocks_b = rechunked_b.to_delayed().ravel()
+    indices = list(itertools.product(*(range(len(c)) for c in side_a.chunks)))
+    tasks = []
+    for x, y, idx in zip(blocks_a, blocks_b, indices, strict=True):
+        origin = tuple(s[i] for s, i in zip(starts, idx, strict=True))
+        box = tuple((o, o + c[i]) for o, c, i in zip(origin, side_a.chunks, idx, strict=True))
+        tasks.append(
+            delayed(diff_block, pure=False)(
+                x,
+                y,
+                origin,
+                grid,
+                path,
+                rtol,
+                atol,
+                heap_threshold,
+                unreadable_a[idx],
+                [unreadable_b[j] for j in overlapping_blocks(side_b.chunks, box)],
+                dask_key_name=task_name("compare-values"),
+            )
         )
-        for x, y, origin in zip(blocks_a, blocks_b, origins, strict=True)
-    ]
+    return tasks

@@ -25,6 +25,7 @@ from zarr_dask_utils._core.compute.hierarchy_graph import (
 from zarr_dask_utils._core.compute.operation import Operation
 from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
+from zarr_dask_utils._core.pure.codec_quirks import shuffle_quirk_findings
 from zarr_dask_utils._core.pure.reports import Finding, sort_findings
 from zarr_dask_utils._core.storage.locations import Location
 from zarr_dask_utils._core.storage.probe import Probe
@@ -100,7 +101,9 @@ def inspect_metadata(
     result = op.run(collections, progress=progress)
     raw = result[0]
     chunk_findings, n_objects = result[1] if check_chunks else ([], len(raw))
-    parsed, findings = check_documents(raw, probe.zarr_format)
+    parsed, findings = check_documents(raw, probe.zarr_format, where=location.display)
+    # chunks decode, only the document tells; once, should check_documents also report it
+    findings += [f for f in shuffle_quirk_findings(parsed.docs) if f not in findings]
     findings += chunk_findings
     findings += unreadable_path_findings(result[-1])
     return Inspection(

@@ -7,7 +7,10 @@ What can be repaired without guessing data:
 * an unparsable node document, or an array document that is missing while its chunks are
   still there: restore it from the consolidated copy, when one exists;
 * consolidated metadata that is stale, out of order or invalid: regenerate it from the
-  (repaired) documents.
+  (repaired) documents;
+* a shuffle filter with element size 0 in an array netCDF-C wrote (it means the type's size
+  there, "no shuffle" to numcodecs): set the dtype's item size (see
+  :mod:`~zarr_dask_utils._core.pure.codec_quirks`).
 
 Everything else (an invalid dtype, a shape that no longer matches the chunks, …) needs a
 human, and is returned as such.  Chunk data is never touched.
@@ -28,6 +31,7 @@ from zarr_dask_utils._core.checks.consolidated_state import (
     render_consolidated,
 )
 from zarr_dask_utils._core.checks.structure import ParsedHierarchy
+from zarr_dask_utils._core.pure.codec_quirks import SHUFFLE_CODE, fixed_shuffle_document
 from zarr_dask_utils._core.pure.keys import (
     ARRAY_V2,
     ATTRS_V2,
@@ -49,6 +53,7 @@ REPAIRABLE = frozenset(
         "consolidated-unsorted",
         "consolidated-invalid",
         "consolidated-missing",
+        SHUFFLE_CODE,  # only as an error: netCDF-C wrote it, so 0 means the type's size
     }
 )
 
@@ -57,7 +62,7 @@ REPAIRABLE = frozenset(
 class RepairAction:
     """One document to write: which, why, and its new bytes."""
 
-    action: str  # "write-group-document" | "restore-document" | "write-consolidated"
+    action: str  # "write-group-document" | "restore-document" | "fix-codec-document" | …
     key: str
     reason: str
     content: bytes = field(repr=False)
@@ -185,6 +190,23 @@ def plan_repairs(
                         "array document missing; restored from consolidated copy",
                         doc,
                     )
+                handled.add(i)
+        elif f.code == SHUFFLE_CODE and f.severity == "error":
+            doc_key = next(
+                (
+                    join_key(f.location, n)
+                    for n in (ARRAY_V2, ZARR_JSON)
+                    if join_key(f.location, n) in parsed.docs
+                ),
+                None,
+            )
+            fixed = fixed_shuffle_document(parsed.docs[doc_key]) if doc_key else None
+            if doc_key and fixed is not None:
+                writes[doc_key] = (
+                    "fix-codec-document",
+                    "shuffle elementsize 0 (netCDF-C: the type's size) set to the item size",
+                    fixed,
+                )
                 handled.add(i)
     new_docs = dict(parsed.docs)
     new_broken = dict(parsed.broken)

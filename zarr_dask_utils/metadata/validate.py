@@ -8,6 +8,7 @@ from typing import Any
 from distributed import Client
 
 from zarr_dask_utils._core.checks.hierarchy import consolidated_status
+from zarr_dask_utils._core.checks.zip_advice import advice_for_zip
 from zarr_dask_utils._core.compute.operation import operation
 from zarr_dask_utils._core.storage.locations import StoreLike
 from zarr_dask_utils.metadata.inspection import inspect_metadata
@@ -70,12 +71,15 @@ def validate_metadata(
     with operation("validate", client=client, progress=progress) as op:
         op.open(store, storage_options=storage_options, allow_missing_root=True)
         seen = inspect_metadata(op)
-    status = consolidated_status(seen.parsed, seen.findings)
+    findings = seen.findings
+    if seen.location.kind == "zip":  # zdu does not write into a zip: advice for a copy
+        findings = tuple(advice_for_zip(findings, seen.location.path))
+    status = consolidated_status(seen.parsed, findings)
     kinds = [seen.parsed.node_kind(p) for p in seen.parsed.node_paths()]
     return ValidationReport(
         location=seen.location.display,
         engine=seen.engine,
-        findings=seen.findings,
+        findings=findings,
         zarr_format=seen.parsed.zarr_format,
         groups=kinds.count("group"),
         arrays=kinds.count("array"),

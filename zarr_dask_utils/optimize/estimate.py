@@ -22,7 +22,13 @@ from zarr.core.sync import sync
 from zarr_dask_utils._core.compute.operation import operation
 from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.pure.access_patterns import resolve_patterns
-from zarr_dask_utils._core.pure.cost_model import CostParams, SelectionCost, pattern_cost
+from zarr_dask_utils._core.pure.cost_model import (
+    Calibration,
+    CostParams,
+    SelectionCost,
+    as_cost_params,
+    pattern_cost,
+)
 from zarr_dask_utils._core.pure.keys import join_key
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
 from zarr_dask_utils._core.storage.storeio import storage_errors
@@ -88,7 +94,7 @@ def estimate_performance(
     access_pattern: Any = "sequential",
     *,
     shards: Sequence[int] | None = None,
-    params: CostParams | Mapping[str, Any] | None = None,
+    params: CostParams | Calibration | Mapping[str, Any] | None = None,
     storage_options: Mapping[str, Any] | None = None,
     client: Client | None = None,
     progress: bool | None = None,
@@ -104,7 +110,9 @@ def estimate_performance(
     access_pattern
         As for :func:`~zarr_dask_utils.analyze_chunks`.
     params
-        Cost-model parameters; ``None`` measures them with a probe task on the cluster
+        Cost-model parameters (``CostParams`` or a mapping of its fields), or a calibration
+        such as the ``StoreBenchmark`` of :func:`~zarr_dask_utils.benchmark_store` (its
+        measured parameters); ``None`` measures them with a probe task on the cluster
         (latency, bandwidth, decode rate and compression ratio of the real store).
     storage_options, client, progress
         Store options, Dask client and progress bar.
@@ -143,10 +151,8 @@ def estimate_performance(
                 source="probe on a worker",
                 **measured,
             )
-        elif isinstance(params, CostParams):
-            cost_params = params
-        else:
-            cost_params = CostParams(**{"source": "given", **dict(params)})
+        else:  # CostParams, a mapping of its fields, or a calibration (StoreBenchmark)
+            cost_params = as_cost_params(params)
     dims = dimension_names_of(node)
     chunks = tuple(chunks) if chunks is not None else tuple(node.chunks)
     if shards is None and chunks == tuple(node.chunks):

@@ -43,6 +43,7 @@ from zarr_dask_utils.optimize.array_jobs import (
 )
 from zarr_dask_utils.optimize.graphs import block_copy_tasks, dask_rechunk_tasks
 from zarr_dask_utils.optimize.plan import choose_engine, plan_rechunk
+from zarr_dask_utils.optimize.rechunk_refusals import refuse_misread_codecs
 
 __all__ = [
     "RechunkRun",
@@ -92,9 +93,10 @@ class RechunkRun:
 def open_rechunk_source(
     op: Operation, source: StoreLike, storage_options: Mapping[str, Any] | None
 ) -> tuple[Location, Any, list[tuple[str, Any]], list[tuple[str, Any]]]:
-    """Open the source through the door; refuse one without arrays."""
+    """Open the source through the door; refuse one without arrays, or read wrongly."""
     src_loc = op.open(source, role="source", storage_options=storage_options, probe=False)
     node, groups, arrays = open_source(src_loc)  # opening it is the check
+    refuse_misread_codecs(src_loc, groups, arrays)  # values zarr would read wrongly
     if not arrays:
         raise InvalidOptionError(
             f"{src_loc.display} holds no arrays, so there is nothing to rechunk. Pass an "

@@ -19,7 +19,9 @@ from zarr_dask_utils._core.checks.structure import (
     parse_hierarchy,
     structure_findings,
 )
+from zarr_dask_utils._core.pure.codec_quirks import shuffle_quirk_findings
 from zarr_dask_utils._core.pure.reports import Finding
+from zarr_dask_utils._core.storage.draft_v3 import check_no_nested_draft_v3
 
 __all__ = ["check_documents", "chunk_check_task", "consolidated_status"]
 
@@ -33,18 +35,27 @@ def chunk_check_task(
 
 
 def check_documents(
-    raw: Mapping[str, bytes | None], zarr_format: int
+    raw: Mapping[str, bytes | None], zarr_format: int, *, where: str = "this hierarchy"
 ) -> tuple[ParsedHierarchy, list[Finding]]:
     """Pure: parse the documents and return every document-level metadata finding.
 
     Everything :func:`~zarr_dask_utils.validate_metadata` checks except chunk keys (which need
     the listing: see :func:`chunk_check_task`).  Other features that already read the
     documents in their own graph (``zdu doctor``) call this instead of a second graph.
+
+    Raises
+    ------
+    DraftV3StoreError
+        A draft-v3 store is nested below the root (*where* names the hierarchy): one verdict,
+        before any command that would write goes on.
     """
+    check_no_nested_draft_v3(raw, where)
     parsed, findings = parse_hierarchy(raw, zarr_format)
     findings += document_findings(parsed)
     findings += structure_findings(parsed)
     findings += consolidated_findings(parsed)
+    # chunks that decode into wrong values: only the documents tell (netCDF-C's shuffle 0)
+    findings += shuffle_quirk_findings(parsed.docs)
     return parsed, findings
 
 

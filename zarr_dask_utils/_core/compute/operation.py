@@ -10,7 +10,8 @@ its graphs through the :class:`Operation` it gets::
 
 The door resolves each location once and probes it once, gets or starts **one** client for the
 whole operation (lazily, at the first graph: bad input fails before a cluster starts; threads
-in this process when a location is in memory, which worker processes cannot see), runs every
+in this process when a location is in memory, which worker processes cannot see; an embedded
+cluster's threads-or-processes choice sees the operation's locations), runs every
 graph in a ``zdu-<op>`` span with progress and cancellation on error, and keeps the engine line
 for the report.  It is the single place where later cross-cutting work attaches (profiling,
 store wrappers, download progress): :data:`OPERATION_HOOKS` are called on entry and exit.
@@ -164,7 +165,9 @@ class Operation:
             if self.requested_client is None and self.parent is not None and self.parent.shareable:
                 self._client = self.parent.client  # a nested operation: the parent's cluster
             else:
-                self._client = self._stack.enter_context(get_client(self.requested_client))
+                self._client = self._stack.enter_context(
+                    get_client(self.requested_client, locations=self._graph_locations())
+                )
             self._client_started = True
         return self._client
 

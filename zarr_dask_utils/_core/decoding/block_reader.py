@@ -52,9 +52,12 @@ def unreadable(key: str, where: str, reason: str) -> ChunkUnreadableError:
             f"and on every Dask worker (`zdu validate {where}` names it), then run this again."
         )
     return ChunkUnreadableError(
-        f"Chunk {key!r} of {where} cannot be decoded ({reason[:300]}), so its values cannot be "
-        f"read. Run `zdu check --deep {where}` to list every damaged chunk, then restore "
-        "them from a good copy and run this again."
+        f"Chunk {key!r} of {where} could not be decoded here ({reason[:300]}), so its values "
+        "cannot be read. That alone does not prove the stored data bad: a codec or codec "
+        "pipeline that cannot handle it fails the same way (setting "
+        "zarr-dask-utils.codec-pipeline to 'zarr' rules out the zarrs pipeline). Run "
+        f"`zdu check --deep {where}`, which reads each chunk on its own and names the damaged "
+        "ones; only a chunk it reports damaged needs a good copy. Then run this again."
     )
 
 

@@ -1,14 +1,16 @@
 """Decode stored objects with zarr's own codec pipeline, one key at a time (worker side).
 
 The raw bytes of a batch are read concurrently through the Store API, then every object is
-decoded by the array's codec pipeline (``AsyncArray.codec_pipeline``) with the chunk spec
-zarr itself would use, so a failure is attributed to its key.  Sharded arrays decode whole
-shards (the shard index checksum included).
+decoded by the array's codec pipeline (``AsyncArray.codec_pipeline``; zarr's own
+``BatchedCodecPipeline`` of the same codecs when another pipeline such as zarrs is configured)
+with the chunk spec zarr itself would use, so a failure is attributed to its key.  Sharded
+arrays decode whole shards (the shard index checksum included).
 """
 
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,14 +140,42 @@ class DecodeResult:
         return self
 
 
+#: zarr's warning on a folder holding both zarr.json and .zarray (the Rust zarrs writer's
+#: two-format layout): zarr reads the zarr.json, and zdu's ``validate`` reports the layout
+#: itself (``v2-document-shadowed``), so the warning is noise here
+_BOTH_FORMATS = r"Both zarr\.json .* Zarr v3 will be used"
+
+
 def open_array(store: Store, root: str, path: str, zarr_format: int | None) -> zarr.Array[Any]:
     """Open the array at *path* (relative to the hierarchy root *root*) read-only."""
-    return zarr.open_array(
-        store,
-        path=join_key(root, path) if path else root,
-        mode="r",
-        zarr_format=zarr_format,  # type: ignore[arg-type]
-    )
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _BOTH_FORMATS, UserWarning)
+        return zarr.open_array(
+            store,
+            path=join_key(root, path) if path else root,
+            mode="r",
+            zarr_format=zarr_format,  # type: ignore[arg-type]
+        )
+
+
+def chunk_decoder(aa: Any) -> Any:
+    """A codec pipeline of *aa* that decodes single chunks: zarr's own ``BatchedCodecPipeline``.
+
+    Alternative pipelines (``zarrs.ZarrsCodecPipeline``, chosen by
+    ``zarr-dask-utils.codec-pipeline``) read and decode through the store themselves and
+    refuse ``decode`` of bytes handed to them, so the same codecs are rebuilt as zarr's
+    pipeline, exactly as zarr does for a store such a pipeline does not support.
+    """
+    from zarr.codecs._v2 import V2Codec
+    from zarr.core.codec_pipeline import BatchedCodecPipeline
+    from zarr.core.metadata import ArrayV3Metadata
+
+    if isinstance(aa.codec_pipeline, BatchedCodecPipeline):
+        return aa.codec_pipeline
+    md = aa.metadata
+    if isinstance(md, ArrayV3Metadata):
+        return BatchedCodecPipeline.from_codecs(md.codecs)
+    return BatchedCodecPipeline.from_codecs([V2Codec(filters=md.filters, compressor=md.compressor)])
 
 
 def _blosc_length(raw: bytes) -> int | None:
@@ -197,6 +227,7 @@ def decode_objects(
     coords = [grid.coords(i) for i in indices]
     rel_keys = [grid.key(c) for c in coords]
     aa = array._async_array
+    pipeline = chunk_decoder(aa)
     proto = default_buffer_prototype()
     check_blosc = is_blosc_last(array)
     f_order = array.metadata.zarr_format == 2 and array.metadata.order == "F"
@@ -212,7 +243,7 @@ def decode_objects(
             return "blosc", announced, None, size
         spec = aa.metadata.get_chunk_spec(c, aa.config, prototype=proto)
         try:
-            out = next(iter(await aa.codec_pipeline.decode([(buf, spec)])))
+            out = next(iter(await pipeline.decode([(buf, spec)])))
         except Exception as err:  # attributed to this key below
             return "error", err, spec, size
         return "ok", out, spec, size

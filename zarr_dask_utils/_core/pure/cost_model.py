@@ -9,16 +9,18 @@ chunks are always whole (edge chunks are padded), so bytes read count whole chun
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from zarr_dask_utils._core.pure.access_patterns import AccessPattern
 
 __all__ = [
+    "Calibration",
     "CostParams",
     "PatternCost",
     "SelectionCost",
+    "as_cost_params",
     "pattern_cost",
     "selection_cost",
 ]
@@ -49,6 +51,34 @@ class CostParams:
             "compression_ratio": self.compression_ratio,
             "source": self.source,
         }
+
+
+@runtime_checkable
+class Calibration(Protocol):
+    """Anything that measured a store and can say its cost-model parameters.
+
+    The calibration hook of the estimators: a ``StoreBenchmark`` (``benchmark_store``) passed
+    as ``params=`` calibrates the estimate on the store the user has.
+    """
+
+    def cost_params(self) -> CostParams:
+        """The measured parameters."""
+        ...
+
+
+def as_cost_params(params: CostParams | Calibration | Mapping[str, Any]) -> CostParams:
+    """Parameters from a :class:`CostParams`, a :class:`Calibration` or a mapping of fields.
+
+    Examples
+    --------
+    >>> as_cost_params({"latency": 0.5}).source
+    'given'
+    """
+    if isinstance(params, CostParams):
+        return params
+    if isinstance(params, Calibration):
+        return params.cost_params()
+    return CostParams(**{"source": "given", **dict(params)})
 
 
 @dataclass(frozen=True, slots=True)

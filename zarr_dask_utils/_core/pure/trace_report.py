@@ -20,13 +20,20 @@ __all__ = ["OpStats", "StoreOp", "TraceReport", "array_of"]
 
 @dataclass(frozen=True, slots=True)
 class StoreOp:
-    """One store operation: what, which key, how many bytes, how long, where."""
+    """One store operation: what, which key, how many bytes, how long, where.
+
+    ``store`` names the store (``file:///data/era5.zarr``, ``s3://bucket/era5.zarr``) and
+    ``start`` is the wall-clock time (``time.time()``) the operation began; both are empty for
+    records made by older callers.
+    """
 
     op: str
     key: str
     nbytes: int
     seconds: float
     process: str
+    store: str = ""
+    start: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

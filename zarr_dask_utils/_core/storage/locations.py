@@ -32,6 +32,7 @@ from zarr_dask_utils._core.storage.zipfiles import (
     file_version,
     inside_zip,
     open_zip,
+    refuse_writable_wrapped_zip,
 )
 
 if TYPE_CHECKING:
@@ -355,6 +356,7 @@ def _location_of_store(store: Store, *, path: str, read_only: bool) -> Location:
     if isinstance(store, ZipStore):
         return Location(resolved_path(store.path), "zip", {}, path, read_only)
     name = type(store).__name__
+    refuse_writable_wrapped_zip(store, f"<{name}>")  # workers would reopen it for writing
     if isinstance(store, FsspecStore):
         protocol = store.fs.protocol
         proto = protocol if isinstance(protocol, str) else protocol[0]

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TracingStore",
+    "store_label",
     "attached",
     "drain",
     "maybe_wrap",
@@ -91,8 +92,37 @@ def maybe_wrap(store: Store) -> Store:
     return store
 
 
-def _record(op: str, key: str, nbytes: int, seconds: float, process: str) -> None:
-    entry = StoreOp(op, key, nbytes, seconds, process)
+def store_label(store: Store) -> str:
+    """A short name of *store* for records: its URL where it has one (no credentials)."""
+    inner = store
+    while isinstance(inner, WrapperStore):
+        inner = inner._store
+    root = getattr(inner, "root", None)
+    if root is not None:  # LocalStore
+        return f"file://{root}"
+    fs, path = getattr(inner, "fs", None), getattr(inner, "path", None)
+    if fs is not None and path is not None:  # FsspecStore
+        protocol = fs.protocol[0] if isinstance(fs.protocol, tuple | list) else fs.protocol
+        return f"{protocol}://{str(path).strip('/')}"
+    return type(inner).__name__
+
+
+def _record(
+    op: str,
+    key: str,
+    nbytes: int,
+    seconds: float,
+    process: str,
+    store: str = "",
+    start: float | None = None,
+) -> None:
+    """Keep one operation in every session here, log it, report it to Dask's fine metrics.
+
+    *start* is the operation's wall-clock start (``time.time()``), default: *seconds* ago.
+    """
+    if start is None:
+        start = time.time() - seconds
+    entry = StoreOp(op, key, nbytes, seconds, process, store, start)
     with _lock:
         for records in _sessions.values():
             records.append(entry)
@@ -100,7 +130,9 @@ def _record(op: str, key: str, nbytes: int, seconds: float, process: str) -> Non
         logger.debug(
             "op=%s key=%s bytes=%d ms=%.3f process=%r", op, key, nbytes, seconds * 1e3, process
         )
-    context_meter.digest_metric(("zdu-store", op), seconds, "seconds")
+    # not "seconds": Dask subtracts nested "seconds" from the task's thread-cpu/-noncpu time,
+    # and requests in flight together would hide the task's own (decode) time
+    context_meter.digest_metric(("zdu-store", op), seconds, "store-seconds")
     if nbytes:
         context_meter.digest_metric(("zdu-store", op), nbytes, "bytes")
 
@@ -119,9 +151,30 @@ class TracingStore(WrapperStore[Store]):
     def __init__(self, store: Store, process: str | None = None) -> None:
         super().__init__(store)
         self._process = process or _process_label()
+        self._label = store_label(store)
 
     def _with_store(self, store: Store) -> TracingStore:
-        return type(self)(store, self._process)
+        return type(self)(store, self._process)  # the label follows the new store
+
+    def record_read(self, key: str, nbytes: int, seconds: float, start: float) -> None:
+        """Record a ``get`` of *key* made around this wrapper (the same record :meth:`get` makes).
+
+        For readers that go to the wrapped store's files directly
+        (:mod:`~zarr_dask_utils._core.storage.objectstream` on a ``LocalStore``); a missing
+        object is recorded with 0 bytes, as :meth:`get` does.
+
+        Parameters
+        ----------
+        key
+            The key read.
+        nbytes
+            Bytes read (0: no such object).
+        seconds
+            How long the read took.
+        start
+            When it started (``time.time()``).
+        """
+        _record("get", key, nbytes, seconds, self._process, self._label, start)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"store": self._store}
@@ -129,6 +182,7 @@ class TracingStore(WrapperStore[Store]):
     def __setstate__(self, state: dict[str, Any]) -> None:  # a new process: a new label
         self._store = state["store"]
         self._process = _process_label()
+        self._label = store_label(self._store)
 
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
@@ -137,7 +191,7 @@ class TracingStore(WrapperStore[Store]):
         start = time.perf_counter()
         value = await self._store.get(key, prototype, byte_range)
         size = 0 if value is None else len(value)
-        _record("get", key, size, time.perf_counter() - start, self._process)
+        _record("get", key, size, time.perf_counter() - start, self._process, self._label)
         return value
 
     async def get_partial_values(
@@ -149,7 +203,9 @@ class TracingStore(WrapperStore[Store]):
         values = await self._store.get_partial_values(prototype, ranges)
         share = (time.perf_counter() - start) / max(len(ranges), 1)
         for (key, _), value in zip(ranges, values, strict=True):
-            _record("get", key, 0 if value is None else len(value), share, self._process)
+            _record(
+                "get", key, 0 if value is None else len(value), share, self._process, self._label
+            )
         return values
 
     async def getsize(self, key: str) -> int:
@@ -160,33 +216,40 @@ class TracingStore(WrapperStore[Store]):
         """
         start = time.perf_counter()
         size = await self._store.getsize(key)
-        _record("getsize", key, 0, time.perf_counter() - start, self._process)
+        _record("getsize", key, 0, time.perf_counter() - start, self._process, self._label)
         return size
 
     async def exists(self, key: str) -> bool:
         """Check existence and record ``exists``."""
         start = time.perf_counter()
         found = await self._store.exists(key)
-        _record("exists", key, 0, time.perf_counter() - start, self._process)
+        _record("exists", key, 0, time.perf_counter() - start, self._process, self._label)
         return found
 
     async def set(self, key: str, value: Buffer) -> None:
         """Set and record ``set`` with the bytes written."""
         start = time.perf_counter()
         await self._store.set(key, value)
-        _record("set", key, len(value), time.perf_counter() - start, self._process)
+        _record("set", key, len(value), time.perf_counter() - start, self._process, self._label)
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         """Set unless present; records ``set_if_not_exists``."""
         start = time.perf_counter()
         await self._store.set_if_not_exists(key, value)
-        _record("set_if_not_exists", key, len(value), time.perf_counter() - start, self._process)
+        _record(
+            "set_if_not_exists",
+            key,
+            len(value),
+            time.perf_counter() - start,
+            self._process,
+            self._label,
+        )
 
     async def delete(self, key: str) -> None:
         """Delete and record ``delete``."""
         start = time.perf_counter()
         await self._store.delete(key)
-        _record("delete", key, 0, time.perf_counter() - start, self._process)
+        _record("delete", key, 0, time.perf_counter() - start, self._process, self._label)
 
     async def _list(self, op: str, prefix: str, items: AsyncIterator[str]) -> AsyncIterator[str]:
         start = time.perf_counter()
@@ -194,7 +257,7 @@ class TracingStore(WrapperStore[Store]):
         async for item in items:
             count += 1
             yield item
-        _record(op, prefix, 0, time.perf_counter() - start, self._process)
+        _record(op, prefix, 0, time.perf_counter() - start, self._process, self._label)
 
     def list(self) -> AsyncIterator[str]:
         """List every key; one ``list`` record when the listing is consumed."""
@@ -218,11 +281,26 @@ class TracePlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         """Start recording in the worker's process."""
+        with _lock:
+            if self.trace_id not in _sessions:  # not the client's own (threads in-process)
+                _plugin_sessions.add(self.trace_id)
         start_session(self.trace_id)
 
     def teardown(self, worker: Any) -> None:
-        """Stop recording (records not drained by then are dropped with the session)."""
-        stop_session(self.trace_id)
+        """Stop recording (records not drained by then are dropped with the session).
+
+        A worker running in the client's process (an embedded cluster on threads) shares its
+        sessions: the session the client started stays, only one this plugin started ends.
+        """
+        with _lock:
+            started_here = self.trace_id in _plugin_sessions
+            _plugin_sessions.discard(self.trace_id)
+        if started_here:
+            stop_session(self.trace_id)
+
+
+#: Sessions a :class:`TracePlugin` started in this process (the others belong to the client).
+_plugin_sessions: set[str] = set()
 
 
 def _drain_worker(trace_id: str) -> list[StoreOp]:

@@ -15,11 +15,21 @@ from pathlib import Path
 
 from zarr.abc.store import Store
 from zarr.core.sync import sync
-from zarr.storage import ZipStore
+from zarr.storage import WrapperStore, ZipStore
 
-from zarr_dask_utils._core.errors import StoreNotFoundError, StoreUnreadableError
+from zarr_dask_utils._core.errors import (
+    InvalidOptionError,
+    StoreNotFoundError,
+    StoreUnreadableError,
+)
 
-__all__ = ["ensure_zip_open", "file_version", "inside_zip", "open_zip"]
+__all__ = [
+    "ensure_zip_open",
+    "file_version",
+    "inside_zip",
+    "open_zip",
+    "refuse_writable_wrapped_zip",
+]
 
 
 def file_version(path: str) -> tuple[int, int, int] | None:
@@ -80,3 +90,35 @@ def inside_zip(path: str) -> tuple[str, str] | None:
         if parent.name.lower().endswith(".zip") and parent.is_file():
             return str(parent), candidate.relative_to(parent).as_posix()
     return None
+
+
+def refuse_writable_wrapped_zip(store: Store, display: str) -> None:
+    """Refuse a wrapper store (``LoggingStore``, …) around a ``ZipStore`` open for writing.
+
+    A bare ``ZipStore`` becomes a path-based location that every worker reopens read-only;
+    a wrapper cannot be taken apart that way, so it is pickled to the workers as it is, and
+    unpickling a ``ZipStore`` reopens its file in its own mode: ``"w"`` would truncate the zip
+    in every worker process, ``"a"`` would let several processes append to it at once.  A
+    wrapper around a read-only ``ZipStore`` (mode ``"r"``) is safe: each worker opens its own
+    read handle.
+
+    Raises
+    ------
+    InvalidOptionError
+        The innermost store is a ``ZipStore`` opened for writing.
+    """
+    inner: Store = store
+    while isinstance(inner, WrapperStore):
+        inner = inner._store
+    if inner is store or not isinstance(inner, ZipStore):
+        return
+    mode = getattr(inner, "_zmode", "r")
+    if mode == "r" and inner.read_only:
+        return
+    raise InvalidOptionError(
+        f"{display} wraps a zarr ZipStore on {inner.path!r} opened for writing (mode "
+        f"{mode!r}). zarr-dask-utils runs on Dask worker processes, each of which would reopen "
+        "that zip in the same mode (mode 'w' truncates the file), and it never writes into "
+        "zip files. Wrap a read-only store instead (ZipStore(path, mode='r')), or close the "
+        "writing store and pass the zip's path."
+    )
