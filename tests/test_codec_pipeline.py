@@ -23,8 +23,6 @@ from zarr_dask_utils._core.compute.codec_pipeline import (
 )
 from zarr_dask_utils._core.errors import InvalidOptionError
 
-needs_zarrs = pytest.mark.skipif(not zarrs_installed(), reason="zarrs is not installed")
-
 
 def _worker_pipeline() -> str:
     return str(zarr.config.get("codec_pipeline.path"))
@@ -134,7 +132,6 @@ def test_without_zarrs_auto_falls_back_and_zarrs_names_the_extra() -> None:
     assert out["pipeline"] == PIPELINE_PATHS["zarr"]
 
 
-@needs_zarrs
 @pytest.mark.slow
 def test_rechunk_values_identical_and_engine_names_pipeline(
     source: tuple[str, np.ndarray], tmp_path: Any, zarr_pipeline_after: Any
@@ -162,7 +159,6 @@ def test_rechunk_values_identical_and_engine_names_pipeline(
     np.testing.assert_array_equal(results["zarr"], data)
 
 
-@needs_zarrs
 @pytest.mark.slow
 def test_deep_scan_through_zarrs_pipeline_finds_same_chunks(
     source: tuple[str, np.ndarray], zarr_pipeline_after: Any
@@ -185,7 +181,6 @@ def test_deep_scan_through_zarrs_pipeline_finds_same_chunks(
         assert f"codec pipeline {name}" in report.engine
 
 
-@needs_zarrs
 @pytest.mark.slow
 def test_threaded_workers_use_zarrs_during_operation_only(
     source: tuple[str, np.ndarray], tmp_path: Any
@@ -279,7 +274,6 @@ def test_zarrs_unsupported_reason(doc: dict[str, Any], reason: str | None) -> No
     assert zarrs_unsupported_reason(doc) == reason
 
 
-@needs_zarrs
 def test_zarrs_pipeline_hands_unsupported_arrays_to_zarr(tmp_path: Any) -> None:
     from zarr.core.codec_pipeline import BatchedCodecPipeline
 
@@ -299,7 +293,6 @@ def test_zarrs_pipeline_hands_unsupported_arrays_to_zarr(tmp_path: Any) -> None:
         np.testing.assert_array_equal(arr[:], plain_data)
 
 
-@needs_zarrs
 @pytest.mark.slow
 def test_rechunk_through_zarrs_of_arrays_zarrs_cannot_serve(
     tmp_path: Any, zarr_pipeline_after: Any

@@ -78,8 +78,7 @@ def decode_findings(result: DecodeResult) -> list[Finding]:
             code,
             key,
             message,
-            "rewrite this chunk from a good copy (`zdu compare` finds one that matches), or "
-            "delete it to read it as fill value",
+            "rewrite this chunk from a good copy (`zdu compare` finds one that matches)",
         )
         for key, code, message in result.bad
     ]

@@ -110,7 +110,7 @@ _CLASS_FINDINGS: Mapping[str, tuple[Severity, str, str, str]] = {
         "error",
         "chunk-zero-bytes",
         "chunk object is empty (0 bytes): no codec decodes it; a writer or copy failed",
-        "rewrite the chunk from the source (or delete it to read it as fill value)",
+        "rewrite the chunk from the source or a good copy (`zdu compare` finds one)",
     ),
     "too_small": (
         "error",
