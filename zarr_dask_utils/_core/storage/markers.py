@@ -17,6 +17,7 @@ import json
 from zarr.core.sync import sync
 
 from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils._core.pure.chunkgrid import is_partial_key
 from zarr_dask_utils._core.pure.keys import join_key
 from zarr_dask_utils._core.pure.naming import option_text
 from zarr_dask_utils._core.storage.locations import Location
@@ -47,7 +48,10 @@ def prepare_target(target: Location, token: str, overwrite: bool) -> tuple[set[s
         if raw is not None:
             previous = json.loads(raw).get("token")
             if previous == token:
+                # a killed writer leaves "<key>.<uuid>.partial" files: ours, never complete
+                delete_keys(store, [k for k in keys if is_partial_key(k)])
                 done = {k for k in rel if k.startswith(f"{MARKER_PREFIX}/done/")}
+                done = {k for k in done if not is_partial_key(k)}
                 return done, True, False
             delete_keys(store, keys)
             return set(), False, True
