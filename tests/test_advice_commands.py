@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from zarr_dask_utils.testing.cli_runner import run_zdu
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # ---------------------------------------------------------------------------------------------
@@ -73,18 +75,8 @@ _OUTPUT_WORDS = {"DST", "NEW"}
 _REPAIRS = {"consolidate", "repair"}  # advice that changes the store: the problem must go
 
 
-def _zdu(args: list[str], scheduler: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "zarr_dask_utils", *args, "--scheduler", scheduler],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-
-
 def _findings(verb: list[str], store: str, scheduler: str) -> list[dict[str, Any]]:
-    done = _zdu([*verb, store, "--json", "--no-progress"], scheduler)
+    done = run_zdu(*verb, store, "--json", "--no-progress", scheduler=scheduler)
     assert done.returncode in (0, 1), (verb, done.returncode, done.stderr[-2000:])
     return list(json.loads(done.stdout)["findings"])
 
@@ -129,7 +121,7 @@ def _run_advice(
     advised = _commands(_findings(producer, store, scheduler))
     for code, command in sorted(advised, key=lambda c: (c[1].startswith("zdu repair"), c)):
         argv = _argv(command, store, tmp_path)
-        done = _zdu(argv, scheduler)
+        done = run_zdu(*argv, scheduler=scheduler)
         assert done.returncode in (0, 1), (code, argv, done.returncode, done.stderr[-2000:])
         if argv[0] in _REPAIRS and (argv[0] != "repair" or "--apply" in argv):
             left = {f["code"] for f in _findings(producer, store, scheduler)}
@@ -370,9 +362,15 @@ def test_cli_backup_dir(tmp_path: Path, scheduler: str) -> None:
     build_sample_hierarchy(path, zarr_format=2)
     corrupt.add_array_unconsolidated(path, "extra")
     chosen = tmp_path / "elsewhere"
-    done = _zdu(
-        ["repair", path, "--apply", "--backup-dir", str(chosen), "--json", "--no-progress"],
-        scheduler,
+    done = run_zdu(
+        "repair",
+        path,
+        "--apply",
+        "--backup-dir",
+        str(chosen),
+        "--json",
+        "--no-progress",
+        scheduler=scheduler,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     backups = json.loads(done.stdout)["backups"]
@@ -431,7 +429,7 @@ def _run_on_copy(command: str, store: str, copy: str, scheduler: str) -> None:
             [sys.executable, *words[1:]], capture_output=True, text=True, check=False
         )
     else:
-        done = _zdu([*words[1:], "--no-progress"], scheduler)
+        done = run_zdu(*words[1:], "--no-progress", scheduler=scheduler)
     assert done.returncode in (0, 1), (command, done.returncode, done.stderr[-2000:])
 
 
@@ -461,6 +459,6 @@ def test_zip_store_advice_works_on_an_extracted_copy(
         # every other command advised on the zip runs on the zip as it is
         for code, command in _commands(found):
             if command.split()[1] not in ("consolidate", "repair"):
-                done = _zdu(_argv(command, zip_store, tmp_path), scheduler)
+                done = run_zdu(*_argv(command, zip_store, tmp_path), scheduler=scheduler)
                 assert done.returncode in (0, 1), (code, command, done.stderr[-2000:])
     assert Path(zip_store).read_bytes() == before  # nothing was written into the zip

@@ -293,3 +293,39 @@ def test_wrapped_memory_store_is_not_shareable(local_sample):
     on_disk = resolve_location(LoggingStore(LocalStore(local_sample)))
     assert on_disk.shareable
     assert not on_disk.is_remote
+
+
+def _read_in_forked_child(location, key, parent_store_id, queue) -> None:  # pragma: no cover
+    # runs in the child: coverage of forked children is not collected
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    store = location.open_store()
+    value = sync(store.get(key, prototype=default_buffer_prototype()))
+    queue.put((id(store) != parent_store_id, None if value is None else value.to_bytes()))
+
+
+def test_a_forked_child_opens_its_own_s3_store(s3_bucket, s3_storage_options):
+    """An s3fs session used across fork hangs or fails (fsspec #755): the cache forgets it."""
+    import multiprocessing
+
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    url = f"s3://{s3_bucket}/forked.zarr"
+    build_sample_hierarchy(url, storage_options=s3_storage_options)
+    location = resolve_location(url, storage_options=s3_storage_options)
+    store = location.open_store()
+    expected = sync(store.get("zarr.json", prototype=default_buffer_prototype()))
+    assert expected is not None  # the parent's session is now live
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(
+        target=_read_in_forked_child, args=(location, "zarr.json", id(store), queue)
+    )
+    child.start()
+    fresh, value = queue.get(timeout=60)
+    child.join(timeout=60)
+    assert child.exitcode == 0
+    assert fresh  # not the parent's store object
+    assert value == expected.to_bytes()

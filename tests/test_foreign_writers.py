@@ -22,10 +22,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 import zarr_dask_utils as zdu
-from zarr_dask_utils.cli.main import cli
+from zarr_dask_utils.testing.cli_runner import run_zdu
 from zarr_dask_utils.testing.foreign import (
     FOREIGN_DATA,
     FOREIGN_STORES,
@@ -54,8 +53,7 @@ def _kw(client: Any) -> dict[str, Any]:
 
 def _cli(client: Any, *args: str) -> tuple[int, dict[str, Any]]:
     """Run ``zdu ARGS --json`` in this process on the session cluster: (exit code, JSON)."""
-    argv = [*args, "--json", "--scheduler", client.scheduler.address]
-    result = CliRunner().invoke(cli, argv, catch_exceptions=False)
+    result = run_zdu(*args, "--json", scheduler=client)
     assert "Traceback" not in result.output, (args, result.output[-2000:])
     try:
         return result.exit_code, json.loads(result.stdout)

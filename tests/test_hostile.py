@@ -36,6 +36,7 @@ from zarr_dask_utils._core.storage.outputs import probe_store_writable
 from zarr_dask_utils._core.storage.overwrite import array_folders, foreign_keys
 from zarr_dask_utils.cli.main import cli
 from zarr_dask_utils.concurrent.regions import lock_names
+from zarr_dask_utils.testing.cli_runner import ZduResult, run_zdu
 from zarr_dask_utils.testing.concurrency import write_synchronized
 from zarr_dask_utils.testing.counting import CountingStore
 
@@ -73,10 +74,8 @@ def _ones(url: Any, storage_options: dict[str, Any] | None = None) -> zarr.Array
     return arr
 
 
-def _zdu(args: list[str], client: Any) -> Any:
-    return CliRunner().invoke(
-        cli, [*args, "--json", "--scheduler", client.scheduler.address], catch_exceptions=False
-    )
+def _zdu(args: list[str], client: Any) -> ZduResult:
+    return run_zdu(*args, "--json", scheduler=client)
 
 
 def _error(result: Any) -> dict[str, Any]:
@@ -762,20 +761,6 @@ def test_logging_filter_redacts_message_arguments_and_traceback() -> None:
     assert "ValueError" in text
 
 
-def _zdu_process(args: list[str], env: dict[str, str]) -> Any:
-    import subprocess
-    import sys
-
-    return subprocess.run(
-        [sys.executable, "-m", "zarr_dask_utils", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=240,
-        check=False,
-    )
-
-
 @pytest.mark.s3
 @pytest.mark.slow
 def test_planted_secrets_never_leave_zdu(
@@ -819,7 +804,7 @@ def test_planted_secrets_never_leave_zdu(
         (["--debug", "-vv", "info", store, *so_ep, "--json", *sched], None),
     ]
     for args, code in runs:
-        out = _zdu_process(args, env)
+        out = run_zdu(*args, subprocess=True, env=env)
         if code is not None:
             assert out.returncode == code, (args, out.stdout, out.stderr)
         for secret in secrets:
@@ -843,9 +828,7 @@ def test_overwrite_message_names_the_flag_on_the_cli(tmp_path: Path, client: Any
     other = _ones(tmp_path / "other.zarr")
     args = ["rechunk", str(tmp_path / "src.zarr"), str(tmp_path / "other.zarr")]
     args += ["--chunks", "2,2", "--max-mem", "1MiB", "--json"]
-    result = CliRunner().invoke(
-        cli, [*args, "--scheduler", client.scheduler.address], catch_exceptions=False
-    )
+    result = run_zdu(*args, scheduler=client)
     assert result.exit_code == 2, result.output
     message = json.loads(result.stdout)["error"]["message"]
     assert "--overwrite" in message
@@ -903,12 +886,8 @@ def _zdu_run(args: list[str], *, expect: int) -> dict[str, Any]:
 
     The worker processes share the command's stderr, so a worker traceback would show here.
     """
-    import subprocess
-    import sys
-
-    cmd = [sys.executable, "-m", "zarr_dask_utils", *args, "--json", "--no-progress"]
-    out = subprocess.run(
-        cmd, capture_output=True, text=True, env={**os.environ, **_QUIET_CLUSTER}, timeout=300
+    out = run_zdu(
+        *args, "--json", "--no-progress", subprocess=True, env=_QUIET_CLUSTER, timeout=300
     )
     assert out.returncode == expect, (args, out.stdout[-2000:], out.stderr[-2000:])
     assert "Traceback" not in out.stderr, out.stderr

@@ -30,6 +30,10 @@ from zarr_dask_utils._core.errors import (
 from zarr_dask_utils._core.pure.nodes import NodeInfo
 from zarr_dask_utils._core.pure.reports import Finding, Report
 from zarr_dask_utils._core.storage.locations import Location, open_store, resolve_location
+from zarr_dask_utils.cloud.caching import CacheStats, CachingStore, smart_caching
+from zarr_dask_utils.cloud.download import parallel_download
+from zarr_dask_utils.cloud.transfer_report import TransferReport
+from zarr_dask_utils.cloud.tune import S3AccessReport, optimize_s3_access
 from zarr_dask_utils.concurrent import (
     DistributedLock,
     SafeStoreReport,
@@ -40,6 +44,14 @@ from zarr_dask_utils.concurrent import (
     safe_store,
     synchronized_write,
     to_zarr_region_safe,
+)
+from zarr_dask_utils.convert import (  # xarray/netCDF4/cfgrib are imported only when used
+    ConversionInputError,
+    ConversionProgress,
+    ConversionReport,
+    GribCorruptError,
+    grib_to_zarr,
+    netcdf_to_zarr,
 )
 from zarr_dask_utils.debug import (
     DiagnosisReport,
@@ -72,6 +84,12 @@ from zarr_dask_utils.metadata import (
     repair_metadata,
     validate_metadata,
 )
+from zarr_dask_utils.ml import (  # torch/tensorflow are imported only when used
+    ChunkShuffleSampler,
+    ZarrTFDataset,
+    ZarrTorchDataset,
+    to_torch_dataloader,
+)
 from zarr_dask_utils.optimize import (
     ChunkAnalysisReport,
     PerformanceEstimate,
@@ -91,6 +109,19 @@ from zarr_dask_utils.profiling import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ConversionInputError",
+    "ConversionProgress",
+    "ConversionReport",
+    "GribCorruptError",
+    "grib_to_zarr",
+    "netcdf_to_zarr",
+    "CacheStats",
+    "CachingStore",
+    "smart_caching",
+    "parallel_download",
+    "optimize_s3_access",
+    "S3AccessReport",
+    "TransferReport",
     "ChunkAnalysisReport",
     "PerformanceEstimate",
     "RechunkReport",
@@ -102,6 +133,10 @@ __all__ = [
     "benchmark_store",
     "profile_zarr_operation",
     "visualize_performance",
+    "ChunkShuffleSampler",
+    "ZarrTFDataset",
+    "ZarrTorchDataset",
+    "to_torch_dataloader",
     "ConcurrentModificationError",
     "DistributedLock",
     "LockTimeoutError",

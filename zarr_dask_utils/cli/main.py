@@ -17,6 +17,8 @@ from zarr_dask_utils._core.pure.naming import cli_messages
 from zarr_dask_utils._core.pure.reports import Report
 from zarr_dask_utils.cli.bench_command import bench
 from zarr_dask_utils.cli.chunkspec import parse_chunks, parse_patterns
+from zarr_dask_utils.cli.convert_command import convert
+from zarr_dask_utils.cli.download_command import download
 from zarr_dask_utils.cli.options import (
     cluster_mode_option,
     multi_command,
@@ -27,6 +29,7 @@ from zarr_dask_utils.cli.options import (
 from zarr_dask_utils.cli.profile_command import profile
 from zarr_dask_utils.cli.redact import FILTER, start_redaction
 from zarr_dask_utils.cli.render import EXIT_USAGE
+from zarr_dask_utils.cli.tune_command import tune
 from zarr_dask_utils.debug.diagnose import diagnose_zarr_store
 from zarr_dask_utils.info import walk_hierarchy
 from zarr_dask_utils.integrity import (
@@ -305,6 +308,9 @@ def rechunk(
 
 cli.add_command(profile)
 cli.add_command(bench)
+cli.add_command(convert)
+cli.add_command(tune)
+cli.add_command(download)
 
 
 def main() -> None:

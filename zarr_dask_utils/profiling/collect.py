@@ -1,8 +1,9 @@
-"""What the cluster recorded during a profile: span metrics, the task stream, worker memory.
+"""What the cluster recorded during a profile: worker memory, the task stream, Dask's report.
 
-Small wrappers around ``distributed``: functions here talk to the scheduler and the workers
-(``client.run``, ``client.run_on_scheduler``); the numbers they return are summarised by the
-pure :mod:`~zarr_dask_utils.profiling.summaries` and :mod:`~zarr_dask_utils.profiling.verdict`.
+Functions run on the workers (:func:`memory_since`) or the scheduler (Dask's report), and turn
+what they return into the records summarised by the pure
+:mod:`~zarr_dask_utils.profiling.summaries` and :mod:`~zarr_dask_utils.profiling.verdict`.
+:mod:`~zarr_dask_utils.profiling.instruments` makes the requests.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from zarr_dask_utils.profiling.summaries import TaskRun, WorkerMemory
 if TYPE_CHECKING:
     from distributed import Client
 
-__all__ = ["DaskReport", "span_metrics", "task_runs", "worker_memory"]
+__all__ = ["DaskReport", "memory_since", "task_runs", "worker_memory"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,67 +31,59 @@ def _count_since(monitor: Any, since: float) -> int:
     return int(monitor.count) - sum(1 for t in times if t is not None and t >= since)
 
 
-def _memory_since(dask_worker: Any, since: float) -> dict[str, Any]:
+def memory_since(dask_worker: Any, since: float) -> dict[str, Any]:
+    """A worker's memory samples since *since* (``time.time()``) and now (runs on the worker)."""
     monitor = dask_worker.monitor
     series = monitor.range_query(start=_count_since(monitor, since))
     now = monitor.proc.memory_info().rss
+    pairs = [
+        (t, m)
+        for t, m in zip(series.get("time", []), series.get("memory", []), strict=False)
+        if t is not None and m is not None
+    ]
     return {
         "name": str(dask_worker.name),
-        "time": [t for t in series.get("time", []) if t is not None],
-        "memory": [m for m in series.get("memory", []) if m is not None],
+        "time": [t for t, _ in pairs],
+        "memory": [m for _, m in pairs],
         "now": int(now),
         "limit": int(dask_worker.memory_manager.memory_limit or 0),
     }
 
 
-def worker_memory(client: Client, since: float) -> tuple[WorkerMemory, ...]:
-    """Memory of every worker since *since* (``time.time()``: its system monitor's samples).
+def worker_memory(
+    results: Mapping[str, Mapping[str, Any]], since: float
+) -> tuple[tuple[WorkerMemory, ...], tuple[tuple[float, int], ...]]:
+    """Memory of every worker and of the whole cluster, from their system monitors' samples.
 
-    Each worker's system monitor keeps its recent samples with their times (minutes of them),
-    so nothing needs to be asked of the workers when the profile starts.
+    *results* maps worker addresses to what :func:`memory_since` returned there.  Each
+    worker's system monitor keeps its recent samples with their times (minutes of them), so
+    nothing is asked of the workers when a profile starts.  The cluster's series (what
+    ``distributed``'s ``MemorySampler`` reports, fed by the same numbers through heartbeats)
+    is the sum of every worker's latest sample at each sample time, in seconds since *since*.
     """
-    results = client.run(_memory_since, since=since)
     out = []
+    series: list[tuple[float, str, int]] = []
     for address in sorted(results):
         r = results[address]
-        times, memory = list(r["time"]), [int(m) for m in r["memory"]]
-        peak = max([*memory, r["now"]])
+        times, memory = [float(t) for t in r["time"]], [int(m) for m in r["memory"]]
+        peak = max([*memory, int(r["now"])])
         t0 = times[0] if times else 0.0
         out.append(
             WorkerMemory(
                 f"{r['name']} ({address})",
                 peak,
-                r["limit"],
+                int(r["limit"]),
                 tuple(t - t0 for t in times),
                 tuple(memory),
             )
         )
-    return tuple(out)
-
-
-async def _heartbeat(dask_worker: Any) -> None:
-    await dask_worker.heartbeat()  # sends the fine metrics digested since the last one
-
-
-def _span_state(dask_scheduler: Any, span_id: str) -> dict[Any, float] | None:
-    spans = dask_scheduler.extensions["spans"].spans
-    if span_id not in spans:
-        return None
-    return dict(spans[span_id].cumulative_worker_metrics)
-
-
-def span_metrics(client: Client, span_id: str) -> dict[tuple[Any, ...], float]:
-    """The span's ``cumulative_worker_metrics`` (its own and its children's), after a heartbeat.
-
-    Workers send fine metrics with their heartbeats; one is forced first so the metrics of
-    tasks that just finished are there.
-    """
-    try:
-        client.run(_heartbeat)
-    except Exception as err:  # a worker that left: its last metrics are what the scheduler has
-        logger.debug("heartbeat before reading span metrics failed: %s", err)
-    state = client.run_on_scheduler(_span_state, span_id=span_id)  # type: ignore[no-untyped-call]
-    return {tuple(k) if isinstance(k, tuple) else (k,): float(v) for k, v in (state or {}).items()}
+        series.extend((t, address, m) for t, m in zip(times, memory, strict=True))
+    latest: dict[str, int] = {}
+    cluster = []
+    for t, address, m in sorted(series):
+        latest[address] = m
+        cluster.append((max(0.0, t - since), sum(latest.values())))
+    return tuple(out), tuple(cluster)
 
 
 def task_runs(records: Iterable[Mapping[str, Any]]) -> tuple[TaskRun, ...]:

@@ -1,9 +1,10 @@
 """``profile_zarr_operation``: run a call on the cluster and say why it took as long as it did.
 
 The call runs inside a ``zdu-profile`` span (whose fine metrics split task time per prefix),
-the task stream, ``distributed``'s ``MemorySampler`` and the store-operation tracer of
-:class:`~zarr_dask_utils.ZarrDebugger` on the client and every worker.  The records are
-summarised by :mod:`.summaries` and judged by :mod:`.verdict`.  Dask's offline performance
+the task stream, the workers' memory monitors and the store-operation tracer of
+:class:`~zarr_dask_utils.ZarrDebugger` on the client and every worker, opened and read in three
+requests to the cluster (:mod:`.instruments`).  The records are summarised by
+:mod:`.summaries` and judged by :mod:`.verdict`.  Dask's offline performance
 report of the call is rendered by the scheduler only when it is asked for
 (:class:`~zarr_dask_utils.profiling.collect.DaskReport`): building it costs a second or more.
 """
@@ -14,15 +15,12 @@ import logging
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from distributed import get_task_stream, span
-from distributed.diagnostics.memory_sampler import MemorySampler
 
 from zarr_dask_utils._core.compute.cluster import (
-    cluster_threads,
     describe_client,
     get_client,
     is_embedded,
@@ -30,9 +28,9 @@ from zarr_dask_utils._core.compute.cluster import (
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.pure.reports import Finding
 from zarr_dask_utils._core.pure.trace_report import StoreOp, array_of
-from zarr_dask_utils.debug.trace import ZarrDebugger
 from zarr_dask_utils.profiling import collect
 from zarr_dask_utils.profiling.advice import rechunk_advice
+from zarr_dask_utils.profiling.instruments import Recording, instruments
 from zarr_dask_utils.profiling.report import ProfileReport
 from zarr_dask_utils.profiling.summaries import (
     PrefixTime,
@@ -131,12 +129,13 @@ def profile_zarr_operation(
     """Run ``func(*args, **kwargs)`` on a Dask cluster and report why it took as long as it did.
 
     The call runs with the cluster's client as the current one (zarr-dask-utils functions and
-    Dask computations inside it use it) within a ``zdu-profile`` span, the task stream, a
-    ``MemorySampler`` and the store-operation tracer of :class:`~zarr_dask_utils.ZarrDebugger`
-    on every worker.  Dask's offline performance report of the call is rendered when first
-    asked for (``report.save_html``, ``report.dask_report_html``) while the cluster is up; an
-    embedded cluster (started for the call, or by ``zdu profile``) gets it rendered before it
-    closes.  Stores opened by
+    Dask computations inside it use it) within a ``zdu-profile`` span, the task stream, the
+    workers' memory monitors and the store-operation tracer of
+    :class:`~zarr_dask_utils.ZarrDebugger` on every worker: three requests to the cluster in
+    all (one to start, two to collect; one more names the cluster), whatever the call does.
+    Dask's offline performance report of the call is rendered when first asked for
+    (``report.save_html``, ``report.dask_report_html``) while the cluster is up; an embedded
+    cluster started for the call gets it rendered before it closes.  Stores opened by
     zarr-dask-utils (:func:`~zarr_dask_utils.open_store` and every feature) are traced; wrap
     others with ``ZarrDebugger.wrap``.
 
@@ -171,48 +170,56 @@ def profile_zarr_operation(
     >>> print(report.verdict)  # doctest: +SKIP
     >>> report.save_html("profile.html")  # doctest: +SKIP
     """
-    with get_client(client) as cl:
-        opened = time.perf_counter()
-        since = time.time()
-        sampler = MemorySampler()  # type: ignore[no-untyped-call]
+    # a client passed in is used as it is: resolving it again (``get_client``) would register
+    # the operations' worker plugins a second time, two round trips the unprofiled call
+    # does not make (the operations inside register them themselves)
+    with nullcontext(client) if client is not None else get_client() as cl:
+        opened, cpu_opened = time.perf_counter(), time.thread_time()
         with ExitStack() as stack:
             stack.enter_context(cl.as_current())
-            stream = stack.enter_context(get_task_stream(client=cl))
-            dask_report = collect.DaskReport.start(cl)  # after the task stream's plugin
-            stack.enter_context(sampler.sample("cluster", client=cl, interval=0.25))
-            tracer = stack.enter_context(ZarrDebugger(cl))
-            span_id = stack.enter_context(span("zdu-profile"))
-            start = time.perf_counter()
+            recording = stack.enter_context(instruments(cl))
+            dask_report = collect.DaskReport(cl, recording.since)  # the task stream is on
+            start, cpu_start = time.perf_counter(), time.thread_time()
             result = func(*args, **kwargs)
-            wall = time.perf_counter() - start
+            wall, cpu_call = time.perf_counter() - start, time.thread_time() - cpu_start
         closed = time.perf_counter()
-        ops = tracer.operations
-        runs = collect.task_runs(stream.data)
-        metrics = collect.span_metrics(cl, span_id)
-        memory = collect.worker_memory(cl, since)
-        threads = cluster_threads(cl)
         engine = describe_client(cl)
-        collected = time.perf_counter()
         # Dask's report: rendered on first use while the cluster lives; now when this call
         # started an embedded cluster (it closes when the call returns).  A client passed in
         # lives on with its caller, who renders it while it is up (``zdu profile --html``).
         embedded = client is None and is_embedded(cl)
+        described = time.perf_counter()
         dask_report.finish(f"profile_zarr_operation({_name_of(func)}, ...)", eager=embedded)
-        logger.info(
-            "profile of %s: opening the instruments %.2f s, call %.2f s, closing the "
-            "instruments (drained records) %.2f s, collecting metrics and memory %.2f s, "
-            "Dask's report %.2f s",
-            _name_of(func),
-            start - opened,
-            wall,
-            closed - start - wall,
-            collected - closed,
-            time.perf_counter() - collected,
-        )
-    samples = sampler.samples.get("cluster", [])
-    t0 = samples[0][0] if samples else 0.0
-    prefixes = prefix_times(metrics, runs)
-    facts = _facts(wall, threads, ops, runs, prefixes, memory)
+        rendered = time.perf_counter()
+    report = _report(func, result, wall, engine, recording, dask_report)
+    logger.info(
+        "profile of %s: opening the instruments %.3f s, call %.3f s, closing them (trace "
+        "records, span metrics, task stream, memory) %.3f s, describing the cluster %.3f s, "
+        "Dask's report %.3f s, summarising %.3f s; this thread's CPU outside the call %.3f s",
+        _name_of(func),
+        start - opened,
+        wall,
+        closed - start - wall,
+        described - closed,
+        rendered - described,
+        time.perf_counter() - rendered,
+        time.thread_time() - cpu_opened - cpu_call,
+    )
+    return report
+
+
+def _report(
+    func: Callable[..., Any],
+    result: Any,
+    wall: float,
+    engine: str,
+    recording: Recording,
+    dask_report: collect.DaskReport,
+) -> ProfileReport:
+    """The profile's report: summaries of what was recorded, and the verdict."""
+    ops, runs, memory = recording.operations, recording.runs, recording.memory
+    prefixes = prefix_times(recording.metrics, runs)
+    facts = _facts(wall, recording.threads, ops, runs, prefixes, memory)
     verdict = decide_verdict(facts, rechunk=_rechunk_line(ops))
     arrays, stores = io_stats(ops, facts.cpu_seconds)
     finding = Finding(
@@ -230,7 +237,7 @@ def profile_zarr_operation(
         stores=stores,
         memory=memory,
         requests_by_op=dict(sorted(Counter(op.op for op in ops).items())),
-        cluster_memory=tuple((t - t0, int(b)) for t, b in samples),
+        cluster_memory=recording.cluster_memory,
         tasks=runs,
         latencies_ms=tuple(op.seconds * 1e3 for op in ops),
         dask_report=dask_report,

@@ -78,7 +78,7 @@ class ProfileReport(Report):
     requests_by_op
         Store requests per kind (``get``, ``set``, ``list_dir``…).
     cluster_memory
-        ``(seconds, bytes)`` of the whole cluster from ``distributed``'s ``MemorySampler``.
+        ``(seconds, bytes)`` of the whole cluster: the workers' memory-monitor samples summed.
     tasks
         The task stream (for the timeline figure).
     latencies_ms

@@ -275,7 +275,7 @@ def _page_websocket(port: int) -> str:
 
 @contextlib.contextmanager
 def _chromium(executable: str, width: int, height: int) -> Iterator[_DevTools]:
-    with tempfile.TemporaryDirectory(prefix="zdu-chromium-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="zdu-chromium-", ignore_cleanup_errors=True) as tmp:
         profile = Path(tmp)
         args = [
             executable,

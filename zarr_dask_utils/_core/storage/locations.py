@@ -223,6 +223,20 @@ _STORE_CACHE: dict[tuple[Any, ...], Store] = {}
 _CACHE_LOCK = threading.Lock()
 
 
+def _forget_inherited_stores() -> None:
+    """In a forked child: drop the parent's stores (their sessions and event loop are the parent's).
+
+    An s3fs/aiohttp session used across ``fork`` hangs or fails (fsspec #755); DataLoader and
+    multiprocessing workers fork.  The lock may have been held by a parent thread at fork time.
+    """
+    global _CACHE_LOCK
+    _CACHE_LOCK = threading.Lock()
+    _STORE_CACHE.clear()
+
+
+os.register_at_fork(after_in_child=_forget_inherited_stores)
+
+
 def _freeze(value: Any) -> Any:
     if isinstance(value, Mapping):
         return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
@@ -236,11 +250,14 @@ def _make_store(loc: Location) -> Store:
         return LocalStore(loc.url, read_only=loc.read_only)
     if loc.kind == "zip":
         return open_zip(loc.url, loc.display)
+    from zarr_dask_utils._core.storage.obstore_engine import open_obstore, split_engine
+
+    engine, options = split_engine(loc.storage_options)
+    if engine == "obstore":
+        return open_obstore(loc.url, options, read_only=loc.read_only)
     if loc.url.startswith("s3://"):
         _require_s3fs()
-    return FsspecStore.from_url(
-        loc.url, storage_options=dict(loc.storage_options), read_only=loc.read_only
-    )
+    return FsspecStore.from_url(loc.url, storage_options=options, read_only=loc.read_only)
 
 
 def _require_s3fs() -> None:

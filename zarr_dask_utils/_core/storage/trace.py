@@ -31,11 +31,15 @@ if TYPE_CHECKING:
     from zarr.core.buffer import Buffer, BufferPrototype
 
 __all__ = [
+    "TracePlugin",
     "TracingStore",
-    "store_label",
+    "absorb",
     "attached",
+    "claimed",
     "drain",
     "maybe_wrap",
+    "plugin_name",
+    "store_label",
     "set_debug_logging",
     "start_session",
     "stop_session",
@@ -277,7 +281,7 @@ class TracePlugin(WorkerPlugin):
 
     def __init__(self, trace_id: str) -> None:
         self.trace_id = trace_id
-        self.name = f"zdu-trace-{trace_id}"
+        self.name = plugin_name(trace_id)
 
     def setup(self, worker: Any) -> None:
         """Start recording in the worker's process."""
@@ -303,6 +307,18 @@ class TracePlugin(WorkerPlugin):
 _plugin_sessions: set[str] = set()
 
 
+def plugin_name(trace_id: str) -> str:
+    """Name of the :class:`TracePlugin` of session *trace_id* on a cluster."""
+    return f"zdu-trace-{trace_id}"
+
+
+def absorb(trace_id: str, records: Iterable[StoreOp]) -> None:
+    """Add *records* drained from workers to this process's session *trace_id* (if active)."""
+    with _lock:
+        if trace_id in _sessions:
+            _sessions[trace_id].extend(records)
+
+
 def _drain_worker(trace_id: str) -> list[StoreOp]:
     return drain(trace_id)
 
@@ -314,6 +330,27 @@ def collect(client: Client, trace_id: str) -> list[StoreOp]:
 
 
 _attached: set[tuple[str, str]] = set()
+
+
+@contextmanager
+def claimed(client: Client, trace_id: str) -> Iterator[None]:
+    """Leave session *trace_id* on *client*'s workers to the caller for the block.
+
+    :func:`attached` calls inside the block (every operation's ``get_client``) then neither
+    register its :class:`TracePlugin` nor drain it: the caller does both, e.g. folded into
+    requests it makes anyway (the profiler registers it in its one start request to the
+    scheduler and drains it with the workers' memory), and hands the records to
+    :func:`absorb`.
+    """
+    assert client.scheduler is not None  # a connected client (mypy: Optional in stubs)
+    where = str(client.scheduler.address)
+    with _lock:
+        _attached.add((trace_id, where))
+    try:
+        yield
+    finally:
+        with _lock:
+            _attached.discard((trace_id, where))
 
 
 @contextmanager
@@ -336,10 +373,8 @@ def attached(client: Client) -> Iterator[None]:
         for trace_id in mine:
             try:
                 records = collect(client, trace_id)
-                client.unregister_worker_plugin(f"zdu-trace-{trace_id}")
+                client.unregister_worker_plugin(plugin_name(trace_id))
             finally:
                 with _lock:
                     _attached.discard((trace_id, where))
-            with _lock:
-                if trace_id in _sessions:
-                    _sessions[trace_id].extend(records)
+            absorb(trace_id, records)

@@ -1,0 +1,134 @@
+"""Pure conversion planning: codec translation, chunk and shard choice, regions, file kinds."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from zarr_dask_utils import InvalidOptionError
+from zarr_dask_utils.convert.plan import (
+    VariableShape,
+    block_regions,
+    choose_chunks,
+    choose_shards,
+    translate_encoding,
+)
+from zarr_dask_utils.convert.progress import ConversionProgress
+from zarr_dask_utils.convert.sources import detect_kind
+from zarr_dask_utils.optimize.compressors import parse_compressor
+
+
+@pytest.mark.parametrize(
+    ("encoding", "requested", "compressor", "source"),
+    [
+        (
+            {"zlib": True, "complevel": 4, "shuffle": True},
+            None,
+            "blosc-zstd:4",
+            "zlib level 4 + shuffle",
+        ),
+        ({"zlib": True, "complevel": 9, "shuffle": False}, None, "blosc-zstd:9", "zlib level 9"),
+        ({"zlib": True, "complevel": 0}, None, "blosc-zstd:4", "zlib level 4"),
+        ({"zlib": False, "shuffle": False}, None, "zstd:3", "uncompressed"),
+        ({}, None, "zstd:3", "uncompressed"),
+        ({"zlib": True, "complevel": 2}, "gzip:1", "gzip:1", "zlib level 2"),
+    ],
+    ids=["zlib4-shuffle", "zlib9", "zlib-level0-default", "off", "netcdf3", "requested"],
+)
+def test_translate_encoding(encoding, requested, compressor, source):
+    choice = translate_encoding(encoding, requested)
+    assert choice.compressor == compressor
+    assert choice.source == source
+    parse_compressor(choice.compressor)  # a name the shared compressor spelling accepts
+    assert choice.to_dict()["reason"]
+
+
+def _vars():
+    return [
+        VariableShape("t2m", ("time", "lat", "lon"), (1000, 90, 180), 2),
+        VariableShape("tp", ("time", "lat", "lon"), (1000, 90, 180), 4),
+        VariableShape("time", ("time",), (1000,), 8),
+    ]
+
+
+def test_choose_chunks_requested_dims_win_and_shared_dims_agree():
+    chunks = choose_chunks(_vars(), {"time": 10}, min_bytes=2**20, max_bytes=64 * 2**20)
+    assert chunks["t2m"][0] == chunks["tp"][0] == chunks["time"][0] == 10
+    assert chunks["t2m"][1:] == chunks["tp"][1:]  # aligned by dimension name
+
+
+def test_choose_chunks_minus_one_is_whole_and_bounds_hold():
+    chunks = choose_chunks(_vars(), {"lat": -1}, min_bytes=2**20, max_bytes=8 * 2**20)
+    assert chunks["tp"][1] == 90
+    assert math.prod(chunks["tp"]) * 4 <= 8 * 2**20
+
+
+def test_choose_chunks_time_series_prefers_long_time_axis():
+    seq = choose_chunks(_vars(), None, access_pattern="spatial", min_bytes=2**16, max_bytes=2**22)
+    ts = choose_chunks(
+        _vars(), None, access_pattern="time-series", min_bytes=2**16, max_bytes=2**22
+    )
+    assert ts["tp"][0] > seq["tp"][0]
+
+
+def test_choose_chunks_rejects_unknown_dimension():
+    with pytest.raises(InvalidOptionError, match="level"):
+        choose_chunks(_vars(), {"level": 3}, min_bytes=1, max_bytes=2**20)
+
+
+def test_choose_shards_multiples_and_refusal():
+    chunks = {"t2m": (10, 90, 180), "tp": (10, 90, 180), "time": (10,)}
+    shards = choose_shards(_vars(), chunks, {"time": 100})
+    assert shards["t2m"] == (100, 90, 180)
+    assert shards["time"] == (100,)
+    assert choose_shards(_vars(), chunks, None)["tp"] is None
+    with pytest.raises(InvalidOptionError, match="multiple"):
+        choose_shards(_vars(), chunks, {"time": 15})
+
+
+@given(
+    shape=st.lists(st.integers(0, 30), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_block_regions_tile_the_array(shape, data):
+    block = [data.draw(st.integers(1, 12)) for _ in shape]
+    regions = block_regions(shape, block)
+    assert sum(math.prod(b - a for a, b in r) for r in regions) == math.prod(shape)
+    assert len(regions) == math.prod(max(1, -(-n // b)) for n, b in zip(shape, block, strict=False))
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"CDF\x01\x00", "netcdf3"),
+        (b"CDF\x02\x00", "netcdf3"),
+        (b"\x89HDF\r\n", "netcdf4"),
+        (b"GRIB\x00", "grib"),
+        (b"PK\x03\x04", None),
+        (b"", None),
+    ],
+    ids=["cdf1", "cdf2", "hdf5", "grib", "zip", "empty"],
+)
+def test_detect_kind(head, kind):
+    assert detect_kind(head) == kind
+
+
+def test_progress_counts_rate_eta_and_callback():
+    seen = []
+    p = ConversionProgress(lambda d, t: seen.append((d, t)), bar=False)
+    p.start(total_bytes=300, total_regions=3)
+    assert p.eta is None
+    p.update(100)
+    p.update(100)
+    assert p.eta is not None
+    assert p.eta >= 0
+    p.update(100)
+    assert p.wait(timeout=0.1)
+    p.finish()
+    assert seen == [(100, 300), (200, 300), (300, 300)]
+    assert "3/3 regions" in p.line()
+    assert "ETA" in p.line()
+    assert "<progress" in p._repr_html_()

@@ -1,0 +1,57 @@
+"""ZarrTFDataset: exact element_spec, every sample once per epoch, local and S3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from zarr_dask_utils.ml import ZarrTFDataset
+from zarr_dask_utils.ml.demo import write_ml_demo_store
+
+tf = pytest.importorskip("tensorflow")
+
+
+@pytest.mark.slow
+def test_output_signature_is_exact_and_epochs_cover_every_sample(tmp_path: Path) -> None:
+    url = write_ml_demo_store(
+        str(tmp_path / "d.zarr"), n_time=30, chunks=(4, 16, 16), dtype="float64"
+    )
+    ds = ZarrTFDataset(url, sample_dim="time", batch_size=4, buffer_chunks=2, seed=1)
+    assert ds.element_spec == {
+        "label": tf.TensorSpec(shape=(None,), dtype=tf.int64),
+        "t2m": tf.TensorSpec(shape=(None, 16, 16), dtype=tf.float64),
+    }
+    epochs = []
+    for _ in range(2):
+        labels = []
+        for batch in ds:
+            assert batch["t2m"].dtype == tf.float64
+            labels.extend(batch["label"].numpy().tolist())
+        epochs.append(labels)
+    assert sorted(epochs[0]) == sorted(epochs[1]) == list(range(30))
+    assert epochs[0] != epochs[1]
+    patches = ZarrTFDataset(
+        url,
+        sample_dim="time",
+        variables="t2m",
+        patch={"y": 8, "x": 8},
+        batch_size=5,
+        drop_last=True,
+    )
+    assert patches.element_spec == tf.TensorSpec(shape=(5, 8, 8), dtype=tf.float64)
+    assert sum(1 for _ in patches) == (30 * 4) // 5
+
+
+@pytest.mark.slow
+@pytest.mark.s3
+def test_tf_dataset_reads_s3(s3_bucket: str, s3_storage_options: dict[str, Any]) -> None:
+    url = f"s3://{s3_bucket}/d.zarr"
+    write_ml_demo_store(url, n_time=12, chunks=(4, 16, 16), storage_options=s3_storage_options)
+    ds = ZarrTFDataset(
+        url, sample_dim="time", variables="t2m", batch_size=5, storage_options=s3_storage_options
+    )
+    firsts = np.concatenate([b.numpy()[:, 0, 0] for b in ds])
+    assert sorted(firsts.tolist()) == [t * 10_000 for t in range(12)]

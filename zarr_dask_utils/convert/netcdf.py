@@ -1,0 +1,272 @@
+"""``netcdf_to_zarr``: netCDF-3/4 and HDF5 files → one Zarr store, on the cluster, resumable.
+
+The files are opened once in this process with ``xarray.open_mfdataset(decode_cf=False)``
+(lazily: only metadata and index coordinates are read here), group by group.  The raw values
+and attributes (``_FillValue``, ``scale_factor``/``add_offset``, ``units``, ``calendar``,
+packed dtypes) are written unchanged, so ``xarray.open_zarr(dst)`` decodes exactly as
+``xarray.open_mfdataset(sources)`` does, and ``decode_cf=False`` views are identical too.
+Files that disagree on a variable's encoding are first harmonised exactly
+(:mod:`~zarr_dask_utils.convert.consistency`: times re-encoded into one unit, differently
+packed values unpacked, fill values mapped; the report's group note says which) or refused
+before anything is written.
+The netCDF compression keys zarr does not know are translated
+(:func:`~zarr_dask_utils.convert.plan.translate_encoding`), never dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from distributed import Client
+
+from zarr_dask_utils._core.storage.locations import StoreLike
+from zarr_dask_utils.convert.errors import ConversionInputError
+from zarr_dask_utils.convert.harmonise import plan_for_files, preprocess_for
+from zarr_dask_utils.convert.progress import ConversionProgress
+from zarr_dask_utils.convert.report import ConversionReport
+from zarr_dask_utils.convert.run import convert_datasets
+from zarr_dask_utils.convert.sources import SourceFile, expand_sources, netcdf_engine
+
+__all__ = ["netcdf_to_zarr", "open_netcdf_groups"]
+
+Sources = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def _require_xarray() -> Any:
+    try:
+        import xarray as xr
+    except ImportError as err:  # pragma: no cover - the convert extra is missing
+        raise ImportError(
+            "netcdf_to_zarr needs xarray and netCDF4: pip install 'zarr-dask-utils[convert]'"
+        ) from err
+    return xr
+
+
+def _groups_of(path: str, engine: str) -> list[str]:
+    """Group paths of a netCDF-4 file (``""`` first), depth first."""
+    if engine != "netcdf4":
+        return [""]
+    import netCDF4
+
+    out = [""]
+    with netCDF4.Dataset(path) as nc:
+        stack = [("", nc)]
+        while stack:
+            prefix, node = stack.pop()
+            for name, child in sorted(node.groups.items(), reverse=True):
+                full = f"{prefix}/{name}".lstrip("/")
+                out.append(full)
+                stack.append((full, child))
+    return out
+
+
+def open_netcdf_groups(
+    files: Sequence[SourceFile],
+    engine: str,
+    *,
+    variables: Sequence[str] | None = None,
+    concat_dim: str | None = None,
+    chunks: Mapping[str, int] | None = None,
+    groups: Sequence[str] | None = None,
+) -> list[tuple[str, Any, str]]:
+    """Each group of the files as one raw, lazily read dataset: ``(group, dataset, note)``.
+
+    Files are combined by their coordinates (``concat_dim``: along that dimension, in the
+    given order), with xarray's new combine defaults (no variable is repeated along the
+    concatenated dimension).
+
+    Raises
+    ------
+    ConversionInputError
+        A file that netCDF cannot open, or files that do not combine.
+    """
+    xr = _require_xarray()
+    paths = [f.path for f in files]
+    out = []
+    first = files[0].path if "://" not in files[0].path else None
+    if groups is None:
+        try:
+            groups = _groups_of(first, engine) if first else [""]
+        except OSError as err:
+            raise ConversionInputError(
+                f"netCDF cannot open {first!r} ({err}). Check that it is a complete netCDF file "
+                "(a truncated download fails like this): re-download it or leave it out."
+            ) from err
+    for group in groups:
+        kwargs: dict[str, Any] = {
+            "engine": engine,
+            "decode_cf": False,
+            "chunks": dict(chunks or {}),
+            "group": group or None,
+        }
+        mf_kwargs = {"combine": "nested", "concat_dim": concat_dim} if concat_dim else {}
+        try:
+            with xr.set_options(use_new_combine_kwarg_defaults=True), warnings.catch_warnings():
+                # regions split the files' own chunks on purpose: each task reads its region
+                warnings.filterwarnings("ignore", "The specified chunks separate", UserWarning)
+                ds = xr.open_dataset(paths[0], **kwargs)
+                plan = None
+                if ds.variables:  # a group holding only subgroups: its attributes only
+                    ds.close()
+                    plan, index = (
+                        plan_for_files(xr, paths, kwargs) if len(paths) > 1 else (None, {})
+                    )
+                    pre = {"preprocess": preprocess_for(plan, index)} if plan else {}
+                    ds = xr.open_mfdataset(paths, **kwargs, **mf_kwargs, **pre)
+        except ConversionInputError:
+            raise
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            raise ConversionInputError(
+                f"Cannot open {len(paths)} file(s) as one dataset"
+                + (f" (group /{group})" if group else "")
+                + f": {type(err).__name__}: {err}. Check that every file is a complete "
+                "netCDF file and that they share variables and coordinates (pass concat_dim= "
+                "to concatenate along a dimension in the given order)."
+            ) from err
+        if variables:
+            missing = sorted(set(variables) - set(ds.variables))
+            if missing and not group:
+                raise ConversionInputError(
+                    f"variables {missing} are not in the files; they hold "
+                    f"{sorted(map(str, ds.variables))}. Pick from those."
+                )
+            keep = [v for v in variables if v in ds.variables]
+            ds = ds[keep] if keep else ds.drop_vars(list(ds.data_vars))
+        note = "; ".join(
+            ([f"netCDF group /{group}"] if group else []) + list(plan.notes if plan else ())
+        )
+        out.append((group, ds, note))
+    return out
+
+
+def netcdf_to_zarr(
+    sources: Sources,
+    dst: StoreLike,
+    *,
+    chunks: Mapping[str, int] | None = None,
+    variables: Sequence[str] | None = None,
+    concat_dim: str | None = None,
+    zarr_format: int = 3,
+    compressor: str | None = None,
+    shards: Mapping[str, int] | None = None,
+    access_pattern: Any = "sequential",
+    storage_options: Mapping[str, Any] | None = None,
+    target_storage_options: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    resume: bool = True,
+    verify: bool | None = None,
+    client: Client | None = None,
+    progress: bool | ConversionProgress | None = None,
+) -> ConversionReport:
+    """Convert netCDF-3/4 (or HDF5) files to one Zarr store in one Dask graph; resumable.
+
+    Parameters
+    ----------
+    sources
+        A path, a glob (``"data/*.nc"``), a list of them, or ``s3://`` URLs (with
+        *storage_options*).  Several files are combined as ``xarray.open_mfdataset`` does.
+    dst
+        Target path, URL or zarr Store: empty, a partial target of an interrupted run of
+        this same conversion (resumed), or anything Zarr with ``overwrite=True``.
+    chunks
+        Target chunk sizes by dimension name (``{"time": 365}``, ``-1`` = whole); dimensions
+        not named are chosen for *access_pattern* (as ``analyze_chunks`` does), within
+        ``optimize.min-chunk``/``max-chunk``, never copied from the netCDF chunking.
+    variables
+        Data variables to convert (default all); coordinates come along.
+    concat_dim
+        Concatenate the files along this dimension in the given order (default: combine
+        by coordinates).
+    zarr_format
+        2 or 3.
+    compressor
+        A compressor name for every variable (``"zstd:3"``, ``"blosc-zstd:5"``, ``"none"``…);
+        default: the netCDF compression translated (zlib level *n* + shuffle →
+        ``blosc-zstd:n`` with byte shuffle), zarr's ``zstd:3`` for uncompressed sources.
+    shards
+        Shard sizes by dimension name (format 3; multiples of the chunks).
+    access_pattern
+        The reads the chunks are chosen for: ``"sequential"``, ``"time-series"``,
+        ``"spatial"``, ``"random"`` or a mapping of them to weights.
+    storage_options, target_storage_options
+        fsspec options of the source URLs and of the target URL.
+    overwrite
+        Replace an existing Zarr store at *dst*.
+    resume
+        Continue a partial target of the same conversion (``False``: start it over).
+    verify
+        Read every region back after writing it and compare (default: jobs up to 2 GiB).
+    client
+        Dask client (default: the door's: current, configured, or an embedded cluster).
+    progress
+        A :class:`ConversionProgress` (callback, bar), ``True``/``False``, or ``None`` for a
+        bar when watched.
+
+    Returns
+    -------
+    ConversionReport
+        Codec chosen per variable and why, chunks, regions written/skipped, size ratio.
+
+    Raises
+    ------
+    ConversionInputError
+        An input is missing, unreadable, not netCDF/HDF5, the files do not combine, or
+        they disagree on an encoding that cannot be harmonised exactly (different calendars,
+        different non-time units): before anything is written.
+    InvalidOptionError
+        Bad chunks/shards/compressor, or a non-empty target that is not ours.
+
+    Examples
+    --------
+    >>> import tempfile, xarray as xr
+    >>> from zarr_dask_utils import netcdf_to_zarr
+    >>> d = tempfile.mkdtemp()
+    >>> xr.Dataset({"t": ("time", [1.0, 2.0])}).to_netcdf(f"{d}/a.nc")
+    >>> netcdf_to_zarr(f"{d}/a.nc", f"{d}/a.zarr", progress=False).regions_written
+    1
+    """
+    files = expand_sources(sources, storage_options, kinds=("netcdf3", "netcdf4"))
+    engine, why = netcdf_engine(files)
+    groups = open_netcdf_groups(files, engine, variables=variables, concat_dim=concat_dim)
+    opened = [ds for _, ds, _ in groups]
+
+    def reopen(group: str, blocks: Mapping[str, int]) -> Any:
+        (ds,) = [
+            ds
+            for _, ds, _ in open_netcdf_groups(
+                files,
+                engine,
+                variables=variables,
+                concat_dim=concat_dim,
+                chunks=blocks,
+                groups=[group],
+            )
+        ]
+        opened.append(ds)
+        return ds
+
+    try:
+        return convert_datasets(
+            groups,
+            files,
+            dst,
+            reader=f"xarray {engine} engine ({why})",
+            chunks=chunks,
+            shards=shards,
+            compressor=compressor,
+            access_pattern=access_pattern,
+            zarr_format=zarr_format,
+            storage_options=target_storage_options,
+            overwrite=overwrite,
+            resume=resume,
+            verify=verify,
+            client=client,
+            progress=progress,
+            reopen=reopen,
+        )
+    finally:
+        for ds in opened:
+            ds.close()  # the files' handles, here (netCDF/HDF5 dislike closing in GC threads)

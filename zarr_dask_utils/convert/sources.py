@@ -1,0 +1,150 @@
+r"""The input files of a conversion: expand paths and globs, read the magic bytes, pick engines.
+
+A netCDF-3 file starts with ``CDF\\x01``/``\\x02``/``\\x05``, netCDF-4 and HDF5 with
+``\\x89HDF``, GRIB with ``GRIB``.  netCDF-3 needs the ``netcdf4`` engine (h5netcdf cannot read
+it); netCDF-4/HDF5 use ``netcdf4`` when installed, else ``h5netcdf``.  An input that is
+missing, unreadable or of another kind is a :class:`ConversionInputError` (``zdu convert``
+exit 2) naming it, before anything is written.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from zarr_dask_utils.convert.errors import ConversionInputError
+
+__all__ = ["SourceFile", "detect_kind", "expand_sources", "netcdf_engine"]
+
+_MAGIC = {
+    b"CDF\x01": "netcdf3",
+    b"CDF\x02": "netcdf3",
+    b"CDF\x05": "netcdf3",
+    b"\x89HDF": "netcdf4",
+    b"GRIB": "grib",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SourceFile:
+    """One input: its path or URL, its kind and its size in bytes."""
+
+    path: str
+    kind: str  # "netcdf3", "netcdf4" (netCDF-4 or HDF5) or "grib"
+    nbytes: int
+
+
+def detect_kind(head: bytes) -> str | None:
+    r"""The kind of a file from its first bytes (``None``: not netCDF/HDF5/GRIB).
+
+    Examples
+    --------
+    >>> detect_kind(b"CDF\\x01...")
+    'netcdf3'
+    >>> detect_kind(b"PK\\x03\\x04") is None
+    True
+    """
+    return _MAGIC.get(head[:4])
+
+
+def _fs(url: str, storage_options: Mapping[str, Any] | None) -> Any:
+    import fsspec
+
+    fs, _ = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
+    return fs
+
+
+def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> list[str]:
+    if "://" in item:
+        fs = _fs(item, storage_options)
+        protocol = item.split("://", 1)[0]
+        found = sorted(fs.glob(item)) if glob.has_magic(item) else [item]
+        return [f if "://" in f else f"{protocol}://{f}" for f in found]
+    if storage_options:
+        raise ConversionInputError(
+            f"storage_options were given but {item!r} is a local path: they would be ignored. "
+            "Drop them, or pass an s3:// URL."
+        )
+    if glob.has_magic(item):
+        return sorted(glob.glob(os.path.expanduser(item)))
+    return [os.path.abspath(os.path.expanduser(item))]
+
+
+def _read_head(path: str, storage_options: Mapping[str, Any] | None) -> tuple[bytes, int]:
+    try:
+        if "://" in path:
+            fs = _fs(path, storage_options)
+            with fs.open(path, "rb") as f:
+                return f.read(8), int(fs.size(path))
+        with open(path, "rb") as f:
+            return f.read(8), os.path.getsize(path)
+    except FileNotFoundError as err:
+        raise ConversionInputError(
+            f"Input {path!r} does not exist. Check the path (globs are expanded: quote them "
+            "so the shell does not)."
+        ) from err
+    except IsADirectoryError as err:
+        raise ConversionInputError(
+            f"Input {path!r} is a directory. Pass the files in it, e.g. '{path}/*.nc'."
+        ) from err
+    except OSError as err:
+        raise ConversionInputError(
+            f"Input {path!r} cannot be read ({type(err).__name__}: {err}). Check its "
+            "permissions (or credentials for a URL)."
+        ) from err
+
+
+def expand_sources(
+    sources: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    storage_options: Mapping[str, Any] | None = None,
+    *,
+    kinds: Sequence[str] = ("netcdf3", "netcdf4", "grib"),
+) -> list[SourceFile]:
+    """Every input file (globs expanded, in the given order), with its kind, checked readable.
+
+    Raises
+    ------
+    ConversionInputError
+        No file matches, a file is missing or unreadable, or its kind is not in *kinds*.
+    """
+    items = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+    paths: list[str] = []
+    for item in items:
+        found = _expand_one(os.fspath(item), storage_options)
+        if not found:
+            raise ConversionInputError(
+                f"No file matches {os.fspath(item)!r}. Check the pattern and the directory."
+            )
+        paths.extend(found)
+    if not paths:
+        raise ConversionInputError("No input files were given: pass at least one path or URL.")
+    out = []
+    for path in paths:
+        head, size = _read_head(path, storage_options)
+        kind = detect_kind(head)
+        if kind is None or kind not in kinds:
+            what = "an empty file" if not head else f"a file starting with {head[:4]!r}"
+            raise ConversionInputError(
+                f"Input {path!r} is {what}, not {' or '.join(kinds)} (identified by its first "
+                "bytes). Remove it from the inputs, or re-download it if it was truncated."
+            )
+        out.append(SourceFile(path, kind, size))
+    return out
+
+
+def netcdf_engine(files: Sequence[SourceFile]) -> tuple[str, str]:
+    """The xarray engine for *files* and why: ``netcdf4`` reads both netCDF-3 and -4."""
+    import importlib.util
+
+    kinds = sorted({f.kind for f in files})
+    if importlib.util.find_spec("netCDF4") is not None:
+        return "netcdf4", f"netCDF4 library: reads {' and '.join(kinds)}"
+    if "netcdf3" in kinds:
+        raise ConversionInputError(
+            "netCDF-3 inputs need the netCDF4 library (h5netcdf reads only netCDF-4/HDF5). "
+            "Install zarr-dask-utils[convert]."
+        )
+    return "h5netcdf", "h5netcdf: netCDF4 library not installed"
