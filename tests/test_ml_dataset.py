@@ -107,7 +107,8 @@ def test_big_endian_v2_sharded_v3_and_missing_chunks_read_like_zarr(tmp_path: Pa
 
 
 def test_xarray_inputs_with_coordinates(demo: str) -> None:
-    xr = pytest.importorskip("xarray")
+    import xarray as xr
+
     opened = xr.open_zarr(demo, consolidated=False)
     assert {"time", "y"} <= set(opened.coords)
     ds = ZarrTorchDataset(opened, sample_dim="time", variables=["t2m", "time"])

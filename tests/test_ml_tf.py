@@ -7,11 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tensorflow as tf  # extra tensorflow, part of [all]: installed wherever this runs
 
 from zarr_dask_utils.ml import ZarrTFDataset
 from zarr_dask_utils.ml.demo import write_ml_demo_store
-
-tf = pytest.importorskip("tensorflow")
 
 
 @pytest.mark.slow

@@ -143,7 +143,8 @@ def write_document(
         return redact(text)
     if storage_options:
         raise InvalidOptionError(
-            f"output_storage_options were given for the local path {text!r}; remove them."
+            f"output_storage_options were given for the local path {text!r}; leave them out "
+            "for a local path."
         )
     path = Path(text.removeprefix("file://")).expanduser().resolve()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -236,7 +237,7 @@ def create_manifest(
     if output is not None and output_storage_options and not _is_url(os.fspath(output)):
         raise InvalidOptionError(
             f"output_storage_options were given for the local path {os.fspath(output)!r}, where "
-            "they would be ignored; remove them, or write to a URL such as s3://bucket/m.json."
+            "they would be ignored; leave them out, or write to a URL such as s3://bucket/m.json."
         )
     with operation("manifest", client=client, progress=progress) as op:
         location = op.open(store, storage_options=storage_options, probe=False)

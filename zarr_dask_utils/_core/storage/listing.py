@@ -125,7 +125,8 @@ def unreadable_error(where: str, unreadable: Mapping[str, str]) -> StoreUnreadab
     more = f" (and {len(unreadable) - 3} more)" if len(unreadable) > 3 else ""
     return StoreUnreadableError(
         f"Cannot read everything inside {where}: {shown}{more}. Fix the permissions or the "
-        "symbolic link, or remove it, then run again (`zdu validate` lists every such path)."
+        "symbolic link (or move that entry out of the store), then run again "
+        "(`zdu validate` lists every such path)."
     )
 
 

@@ -104,7 +104,7 @@ def obstore_config(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
             opts.setdefault(name, client_kwargs.pop(name))
     if client_kwargs:
         raise InvalidOptionError(
-            f"client_kwargs {sorted(client_kwargs)} have no obstore equivalent: remove them or "
+            f"client_kwargs {sorted(client_kwargs)} have no obstore equivalent: leave them out or "
             f"use {ENGINE_OPTION}='s3fs'."
         )
     ignored = sorted(k for k in opts if k in _S3FS_ONLY)
