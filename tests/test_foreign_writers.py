@@ -16,6 +16,7 @@ plain zarr-python 3: what it opens and the values it reads.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -382,9 +383,11 @@ def test_unreadable_store_is_refused_everywhere(
 def _netcdf_c_reads(path: Path, *names: str) -> dict[str, np.ndarray]:
     """What netCDF-C (netCDF4-python) reads of *names*, in a fresh interpreter.
 
-    netCDF-C finds its NCZarr filters through ``HDF5_PLUGIN_PATH`` once per process; other
-    libraries loaded into the test process earlier (HDF5 via h5py, ...) can leave it unable
-    to ("Filter error: undefined filter encountered"), so the reference read runs alone.
+    netCDF-C finds its NCZarr filters through ``HDF5_PLUGIN_PATH``, which netCDF4-python
+    points at its own plugins unless the variable is set.  TensorFlow (imported by the ML
+    tests) sets it to ``disable`` for the rest of the process and its children, and netCDF4
+    then fails with "Filter error: undefined filter encountered" (the CI failure of stop 21);
+    so the reference read runs alone, without the variable.
     """
     import subprocess
     import sys
@@ -397,7 +400,10 @@ def _netcdf_c_reads(path: Path, *names: str) -> dict[str, np.ndarray]:
         "    np.savez(sys.argv[2], **{n: np.asarray(ds[n][:]) for n in sys.argv[3:]})\n"
     )
     url = f"file://{path}#mode={mode},file"
-    subprocess.run([sys.executable, "-c", code, url, str(out), *names], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "HDF5_PLUGIN_PATH"}
+    subprocess.run(
+        [sys.executable, "-c", code, url, str(out), *names], check=True, timeout=120, env=env
+    )
     with np.load(out) as saved:
         return {n: saved[n] for n in names}
 

@@ -54,3 +54,47 @@ def test_tf_dataset_reads_s3(s3_bucket: str, s3_storage_options: dict[str, Any])
     )
     firsts = np.concatenate([b.numpy()[:, 0, 0] for b in ds])
     assert sorted(firsts.tolist()) == [t * 10_000 for t in range(12)]
+
+
+_AFTER_TF_IMPORT = """
+import os, sys
+from pathlib import Path
+if sys.argv[1] == "unset":
+    os.environ.pop("HDF5_PLUGIN_PATH", None)
+else:
+    os.environ["HDF5_PLUGIN_PATH"] = sys.argv[1]
+from zarr_dask_utils.ml.tf_dataset import _tf
+_tf()
+print(os.environ.get("HDF5_PLUGIN_PATH", "unset"))
+if sys.argv[1] == "unset":  # netCDF-C still finds its NCZarr filters (shuffle) afterwards
+    import netCDF4
+    with netCDF4.Dataset(f"file://{sys.argv[2]}#mode=nczarr,file") as ds:
+        print(float(ds["temp"][:].sum()))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("before", ["unset", "/opt/my-hdf5-plugins"])
+def test_importing_tensorflow_leaves_hdf5_plugin_path_as_it_was(
+    before: str, tmp_path: Path
+) -> None:
+    # TensorFlow sets HDF5_PLUGIN_PATH=disable on import; netCDF4 in the same process (and in
+    # every child) then failed on NCZarr shuffle: "Filter error: undefined filter encountered"
+    import subprocess
+    import sys
+
+    from zarr_dask_utils.testing.foreign import FOREIGN_STORES, materialize
+
+    store = materialize(FOREIGN_STORES["nczarr"], tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-c", _AFTER_TF_IMPORT, before, str(store)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stdout.split()
+    assert lines[0] == before
+    if before == "unset":
+        assert float(lines[1]) > 0

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 import zarr
 
 from zarr_dask_utils import check_data_integrity, profile_zarr_operation
-from zarr_dask_utils.profiling.collect import worker_memory
+from zarr_dask_utils.profiling.collect import memory_since, worker_memory
 
 
 def test_cluster_memory_sums_the_latest_sample_of_every_worker():
@@ -61,6 +62,20 @@ def test_profile_reads_workers_and_leaves_no_plugin(tmp_path: Path, client):
     assert report.cluster_memory
     assert all(b > 0 for _, b in report.cluster_memory)
     assert _tracer_plugins(client) == ([], [])
+
+
+@pytest.mark.cluster
+def test_a_call_shorter_than_the_monitor_interval_still_has_a_sample(client):
+    # CI failure: a profile that ended before the workers' monitors sampled had no series
+    since = time.time() + 3600.0  # no monitor sample can be this recent
+    results = client.run(memory_since, since=since)
+    assert len(results) == 2
+    for r in results.values():
+        assert len(r["time"]) == len(r["memory"]) == 1
+        assert r["memory"][0] == r["now"] > 0
+    _, cluster = worker_memory(results, since=time.time())
+    assert cluster
+    assert all(b > 0 for _, b in cluster)
 
 
 @pytest.mark.cluster

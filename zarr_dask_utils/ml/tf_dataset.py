@@ -9,6 +9,7 @@ several batches in parallel (``num_parallel_calls``), in order, and prefetched
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -19,14 +20,31 @@ from zarr_dask_utils.ml.sampler import ChunkShuffleSampler
 
 __all__ = ["ZarrTFDataset"]
 
+_PLUGIN_PATH = "HDF5_PLUGIN_PATH"
+
 
 def _tf() -> Any:
+    """Import tensorflow, leaving the process's ``HDF5_PLUGIN_PATH`` as it was.
+
+    TensorFlow's Keras sets ``HDF5_PLUGIN_PATH=disable`` when it is imported (for its own
+    h5py, which reads the variable once, when it is imported).  Left set, every netCDF-C and
+    HDF5 user that starts later in this process *and in its child processes* loses its
+    filter plugins: netCDF4 then fails on NCZarr shuffle or zstd-compressed variables with
+    "Filter error: undefined filter encountered".  Reading zarr data must not break the
+    user's netCDF reading, so the variable is restored once tensorflow is imported.
+    """
+    before = os.environ.get(_PLUGIN_PATH)
     try:
         import tensorflow as tf
     except ImportError as err:  # pragma: no cover - in the [tensorflow] extra
         raise ImportError(
             "ZarrTFDataset needs TensorFlow: pip install 'zarr-dask-utils[tensorflow]'."
         ) from err
+    finally:
+        if before is None:
+            os.environ.pop(_PLUGIN_PATH, None)
+        else:
+            os.environ[_PLUGIN_PATH] = before
     return tf
 
 

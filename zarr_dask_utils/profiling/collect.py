@@ -32,20 +32,27 @@ def _count_since(monitor: Any, since: float) -> int:
 
 
 def memory_since(dask_worker: Any, since: float) -> dict[str, Any]:
-    """A worker's memory samples since *since* (``time.time()``) and now (runs on the worker)."""
+    """A worker's memory samples since *since* (``time.time()``), ending with one taken now.
+
+    Runs on the worker.  The last sample is always the worker's memory at this call, so even
+    a call shorter than the monitor's interval has a series of at least one point.
+    """
     monitor = dask_worker.monitor
     series = monitor.range_query(start=_count_since(monitor, since))
-    now = monitor.proc.memory_info().rss
+    now = int(monitor.proc.memory_info().rss)
     pairs = [
         (t, m)
         for t, m in zip(series.get("time", []), series.get("memory", []), strict=False)
         if t is not None and m is not None
     ]
+    # The monitor samples every 500 ms or so: a shorter call may have none of its own, and
+    # the memory at the end belongs to the series in any case.
+    pairs.append((time.time(), now))
     return {
         "name": str(dask_worker.name),
         "time": [t for t, _ in pairs],
         "memory": [m for _, m in pairs],
-        "now": int(now),
+        "now": now,
         "limit": int(dask_worker.memory_manager.memory_limit or 0),
     }
 
