@@ -55,8 +55,8 @@ mutate: $(STAMP)
 
 # Guards: ruff lint + format, mypy (strict on _core, see pyproject). `make test` runs them first.
 lint: $(STAMP)
-	$(VENV)/bin/ruff check zarr_dask_utils tests benchmarks scripts
-	$(VENV)/bin/ruff format --check zarr_dask_utils tests benchmarks scripts
+	$(VENV)/bin/ruff check zarr_dask_utils tests benchmarks scripts deploy
+	$(VENV)/bin/ruff format --check zarr_dask_utils tests benchmarks scripts deploy
 	$(VENV)/bin/mypy zarr_dask_utils
 
 clean:

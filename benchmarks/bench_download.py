@@ -8,8 +8,10 @@ and ``large`` (``--large`` chunks of 14 MB), then copies each array to local dis
 - ``s3fs get(recursive=True)``: one listing, then s3fs's own batched GETs;
 - ``obstore, 64 in flight``: one listing, then ``get_async`` (if obstore is installed);
 - ``parallel_download``: ours (``arrays=<name>``), on one Dask client made before the timing
-  (threads in this process, as the embedded cluster runs by default), verify on; once with
-  s3fs (the default store engine) and once with ``zdu_engine="obstore"`` (if installed).
+  (threads in this process, as the embedded cluster runs by default), verify on; once forced
+  to s3fs (``zdu_engine="s3fs"``) and once with the engine it chooses itself (obstore when
+  installed).  The phases of ours (open, list, check-target, copy, finish) print after the
+  tables.
 
 Every row is checked byte for byte against the source.  One run; the ratios to the
 sequential row (and ours to ``fs.get``) are printed whatever they are, with the load average
@@ -33,7 +35,13 @@ from s3server import S3Rig
 
 
 def ours(
-    rig: S3Rig, bucket: str, keys: list[str], out: Path, client: Any, engine: str = "s3fs"
+    rig: S3Rig,
+    bucket: str,
+    keys: list[str],
+    out: Path,
+    client: Any,
+    engine: str | None = None,
+    verify: bool = True,
 ) -> None:
     from zarr_dask_utils import parallel_download
 
@@ -42,8 +50,9 @@ def ours(
         f"s3://{bucket}/store.zarr",
         out / "store.zarr",
         arrays=[name],
-        storage_options={**rig.storage_options, "zdu_engine": engine},
+        storage_options={**rig.storage_options, **({"zdu_engine": engine} if engine else {})},
         client=client,
+        verify=verify,
         progress=False,
     )
     if not report.complete:
@@ -86,12 +95,12 @@ def main() -> int:
             import obstore  # noqa: F401
 
             cases.append(("obstore, 64 in flight", obstore_get, {"n": 64}))
-            cases.append(
-                ("parallel_download, obstore", ours, {"client": client, "engine": "obstore"})
-            )
         except ImportError:
             print("obstore not installed: its rows are skipped")
-        cases.append(("parallel_download", ours, {"client": client}))
+        cases.append(("parallel_download, s3fs", ours, {"client": client, "engine": "s3fs"}))
+        cases.append(("parallel_download (auto)", ours, {"client": client}))
+        # what verification (read-back compare + hash of every object) costs
+        cases.append(("parallel_download, no verify", ours, {"client": client, "verify": False}))
         for name in ("small", "large"):
             keys = sorted(k for k in expected if k.startswith(f"store.zarr/{name}/"))
             rows = []
@@ -106,7 +115,13 @@ def main() -> int:
                 if fn is ours:
                     row["report"] = {
                         k: ours.last[k]  # type: ignore[attr-defined]
-                        for k in ("objects_copied", "objects_verified", "tasks", "seconds")
+                        for k in (
+                            "objects_copied",
+                            "objects_verified",
+                            "tasks",
+                            "seconds",
+                            "transfer_engine",
+                        )
                     }
                 rows.append(row)
                 print(json.dumps(row), file=sys.stderr, flush=True)  # each row as it ends
@@ -138,6 +153,11 @@ def print_ratios(settings: dict[str, Any], results: dict[str, list[dict[str, Any
                 f"{r['mb_per_s']:7.1f} {q['GET']:5d} {q['HEAD']:5d} {r[unit] / seq:6.2f} "
                 f"{r[unit] / get:6.2f} {'yes' if r['identical'] else 'NO':>5} {r['load1']:5.2f}"
             )
+        for r in rows:
+            if "report" in r:
+                phases = ", ".join(f"{k} {v:.2f}" for k, v in r["report"]["seconds"].items())
+                print(f"  {r['case']}: {r['report']['tasks']} tasks; {phases} s")
+                print(f"    {r['report']['transfer_engine']}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@
 # step across the allocation. They meet through a scheduler file on a filesystem every node
 # sees. The job's exit code is zdu's: 0 healthy, 1 problems found, 2 bad input.
 #
+# Without Slurm (to try the job on one machine, and how the tests run it):
+#   ZDU_LOCAL=1 STORE=/path/to/data.zarr bash deploy/slurm-batch.sh
+# starts the scheduler and $N_WORKERS (default 2) workers as local processes on 127.0.0.1
+# instead of the srun step; everything else is the same.
+#
 #SBATCH --job-name=zdu-validate
 #SBATCH --nodes=2
 #SBATCH --ntasks-per-node=1
@@ -41,26 +46,41 @@ fi
 # --- cluster -----------------------------------------------------------------------------
 # On a shared filesystem: the workers on other nodes read it to find the scheduler.
 SCHEDULER_FILE="${SCHEDULER_FILE:-${SLURM_SUBMIT_DIR:-$PWD}/.dask-scheduler-${SLURM_JOB_ID:-local}.json}"
-N_WORKERS="${SLURM_NTASKS:-2}"
-N_THREADS="${SLURM_CPUS_PER_TASK:-4}"
+N_WORKERS="${SLURM_NTASKS:-${N_WORKERS:-2}}"
+N_THREADS="${SLURM_CPUS_PER_TASK:-${N_THREADS:-4}}"
+ZDU_LOCAL="${ZDU_LOCAL:-0}"
 # Fast interconnect, e.g. DASK_INTERFACE=ib0; empty: the hostname's address.
 INTERFACE_ARGS=()
-if [[ -n "${DASK_INTERFACE:-}" ]]; then
+if [[ "$ZDU_LOCAL" == 1 ]]; then
+    INTERFACE_ARGS=(--host 127.0.0.1)    # one machine: loopback only
+elif [[ -n "${DASK_INTERFACE:-}" ]]; then
     INTERFACE_ARGS=(--interface "$DASK_INTERFACE")
 fi
-LOCAL_DIR="${TMPDIR:-/tmp}/dask-${SLURM_JOB_ID:-local}"
+if [[ "$ZDU_LOCAL" == 1 ]]; then
+    LOCAL_DIR="$(mktemp -d "${TMPDIR:-/tmp}/dask-local.XXXXXX")"
+else
+    LOCAL_DIR="${TMPDIR:-/tmp}/dask-${SLURM_JOB_ID:-local}"
+fi
 
 PIDS=()
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do   # workers (the srun step), then the scheduler
-        kill "${PIDS[i]}" 2>/dev/null || true
+    # Workers (the srun step) first and wait for them, then the scheduler: a worker whose
+    # scheduler is gone first retries to connect for a while.
+    local pid
+    for pid in "${PIDS[@]:1}"; do
+        kill "$pid" 2>/dev/null || true
     done
-    for pid in "${PIDS[@]}"; do
+    for pid in "${PIDS[@]:1}"; do
         wait "$pid" 2>/dev/null || true
     done
+    if [[ ${#PIDS[@]} -gt 0 ]]; then
+        kill "${PIDS[0]}" 2>/dev/null || true
+        wait "${PIDS[0]}" 2>/dev/null || true
+    fi
     rm -f "$SCHEDULER_FILE"
+    [[ "$ZDU_LOCAL" == 1 ]] && rm -rf "$LOCAL_DIR"
     exit "$status"
 }
 trap cleanup EXIT
@@ -70,23 +90,34 @@ rm -f "$SCHEDULER_FILE"
 echo "== $(date -Is) starting the scheduler on $(hostname)"
 # Dashboard on port 8787 of this node; from a laptop:
 #   ssh -L 8787:<this node>:8787 <login node>   then open http://localhost:8787/status
+if [[ "$ZDU_LOCAL" == 1 ]]; then
+    DASHBOARD_ADDRESS="${DASHBOARD_ADDRESS:-127.0.0.1:0}"
+fi
 dask scheduler --scheduler-file "$SCHEDULER_FILE" "${INTERFACE_ARGS[@]}" \
+    --port "${SCHEDULER_PORT:-$([[ "$ZDU_LOCAL" == 1 ]] && echo 0 || echo 8786)}" \
     --dashboard-address "${DASHBOARD_ADDRESS:-:8787}" &
 PIDS+=($!)
 
 for _ in $(seq 600); do
     [[ -s "$SCHEDULER_FILE" ]] && break
+    kill -0 "${PIDS[0]}" 2>/dev/null || { echo "the scheduler exited" >&2; exit 2; }
     sleep 0.1
 done
 [[ -s "$SCHEDULER_FILE" ]] || { echo "no scheduler file after 60 s" >&2; exit 2; }
 
 echo "== $(date -Is) starting $N_WORKERS worker(s) with $N_THREADS thread(s) each"
 # memory-limit auto respects the job's cgroup; local-directory on node-local disk.
-srun --ntasks="$N_WORKERS" --cpus-per-task="$N_THREADS" \
-    dask worker --scheduler-file "$SCHEDULER_FILE" "${INTERFACE_ARGS[@]}" \
-    --nthreads "$N_THREADS" --memory-limit auto --local-directory "$LOCAL_DIR" \
-    --no-dashboard &
-PIDS+=($!)
+WORKER=(dask worker --scheduler-file "$SCHEDULER_FILE" "${INTERFACE_ARGS[@]}"
+    --nthreads "$N_THREADS" --memory-limit auto --local-directory "$LOCAL_DIR" --no-dashboard)
+if [[ "$ZDU_LOCAL" == 1 ]]; then
+    for ((i = 1; i <= N_WORKERS; i++)); do
+        "${WORKER[@]}" --name "local-$i" &
+        PIDS+=($!)
+    done
+else
+    srun --ntasks="$N_WORKERS" --cpus-per-task="$N_THREADS" "${WORKER[@]}" &
+    PIDS+=($!)
+fi
 
 python - "$SCHEDULER_FILE" "$N_WORKERS" <<'EOF'
 import sys

@@ -261,6 +261,23 @@ def client(_aws_environment: None) -> Iterator[Any]:
         yield cl
 
 
+@pytest.fixture(scope="session")
+def multihost(tmp_path_factory: pytest.TempPathFactory, _aws_environment: None) -> Iterator[Any]:
+    """A :class:`~zarr_dask_utils.testing.multihost.MultiHostCluster` shared by the session.
+
+    Scheduler, two worker hosts (one worker process, one thread each) and a moto S3 host, each
+    in its own network namespace.  Skips where namespaces cannot be made.  Do not cut or kill
+    its hosts: destructive tests build their own ``MultiHostCluster``.
+    """
+    from zarr_dask_utils.testing.multihost import MultiHostCluster, namespaces_unavailable
+
+    reason = namespaces_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with MultiHostCluster(tmp_path_factory.mktemp("multihost")) as cluster:
+        yield cluster
+
+
 # --- store cases: format {2, 3} x location {local, s3} --------------------------------------------
 
 

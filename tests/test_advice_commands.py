@@ -222,7 +222,7 @@ def test_doctor_and_check_advice_runs(tmp_path: Path, scheduler: str, zarr_forma
     ],
 )
 def test_compressor_names(name: str, zarr_format: int, codec: str) -> None:
-    from zarr_dask_utils.optimize.compressors import compressors_for
+    from zarr_dask_utils._core.compressors import compressors_for
 
     (made,) = compressors_for(name, zarr_format)
     assert type(made).__name__ == codec
@@ -232,7 +232,7 @@ def test_compressor_names(name: str, zarr_format: int, codec: str) -> None:
 @pytest.mark.parametrize("bad", ["codec-zstd", "zstd:x", "none:3", ""])
 def test_compressor_bad_names_are_bad_input(bad: str) -> None:
     from zarr_dask_utils._core.errors import InvalidOptionError
-    from zarr_dask_utils.optimize.compressors import parse_compressor
+    from zarr_dask_utils._core.pure.compressors import parse_compressor
 
     with pytest.raises(InvalidOptionError):
         parse_compressor(bad)

@@ -226,8 +226,19 @@ def _error(*args: str) -> tuple[int, dict[str, Any]]:
     return code, json.loads(out)["error"]
 
 
-def test_missing_bucket_and_unreachable_endpoint(s3_rig, client, tmp_path):
-    so = _so(s3_rig)
+#: The store engines: obstore (chosen automatically when installed) and s3fs (forced).
+ENGINES = pytest.mark.parametrize(
+    "engine",
+    [
+        pytest.param({}, id="auto"),
+        pytest.param({"zdu_engine": "s3fs"}, id="s3fs", marks=pytest.mark.slow),  # retries: ~8 s
+    ],
+)
+
+
+@ENGINES
+def test_missing_bucket_and_unreachable_endpoint(s3_rig, client, tmp_path, engine):
+    so = {**_so(s3_rig), **engine}
     code, err = _error("s3://zdu-no-such-bucket/x.zarr", str(tmp_path / "d"), *_opts(so))
     assert code == 2, err
     assert err["kind"] == "store-not-found"
@@ -249,8 +260,9 @@ def test_missing_bucket_and_unreachable_endpoint(s3_rig, client, tmp_path):
     assert not (tmp_path / "d2").exists()
 
 
-def test_bad_credentials(s3_auth_server, client, tmp_path):
-    wrong = s3_auth_server.storage_options(secret=SECRET)
+@ENGINES
+def test_bad_credentials(s3_auth_server, client, tmp_path, engine):
+    wrong = {**s3_auth_server.storage_options(secret=SECRET), **engine}
     code, err = _error(s3_auth_server.url, str(tmp_path / "d"), *_opts(wrong))
     assert code == 2, err
     assert err["kind"] == "access-denied"

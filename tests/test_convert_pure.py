@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from zarr_dask_utils import InvalidOptionError
+from zarr_dask_utils._core.compute.cluster import embedded_mode
+from zarr_dask_utils._core.pure.compressors import parse_compressor
 from zarr_dask_utils.convert.plan import (
     VariableShape,
     block_regions,
@@ -17,8 +19,8 @@ from zarr_dask_utils.convert.plan import (
     translate_encoding,
 )
 from zarr_dask_utils.convert.progress import ConversionProgress
-from zarr_dask_utils.convert.sources import detect_kind
-from zarr_dask_utils.optimize.compressors import parse_compressor
+from zarr_dask_utils.convert.run import READERS_LOCKED
+from zarr_dask_utils.convert.sources import SourceFile, detect_kind, netcdf_engine
 
 
 @pytest.mark.parametrize(
@@ -132,3 +134,36 @@ def test_progress_counts_rate_eta_and_callback():
     assert "3/3 regions" in p.line()
     assert "ETA" in p.line()
     assert "<progress" in p._repr_html_()
+
+
+@pytest.mark.parametrize(
+    ("kinds", "engine"),
+    [
+        (("netcdf4", "netcdf4"), "h5netcdf"),
+        (("netcdf3",), "netcdf4"),
+        (("netcdf3", "netcdf4"), "netcdf4"),
+    ],
+    ids=["netcdf4-only", "classic", "mixed"],
+)
+def test_engine_choice_names_reader_and_why(kinds, engine):
+    files = [SourceFile(f"/d/{i}.nc", k, 1) for i, k in enumerate(kinds)]
+    chosen, why = netcdf_engine(files)
+    assert chosen == engine
+    assert why
+
+
+@pytest.mark.parametrize(("setting", "processes"), [("auto", True), ("false", False)])
+def test_conversions_ask_the_embedded_cluster_for_processes(setting, processes):
+    mode = embedded_mode(processes=setting, workload=READERS_LOCKED)
+    assert mode.processes is processes
+    if processes:
+        assert "per-process lock" in mode.reason  # the report's engine line says why
+    assert embedded_mode(processes="auto").processes is False  # other work keeps threads
+
+
+def test_allocator_is_tuned_once_per_process():
+    from zarr_dask_utils.convert.tasks import tune_allocator
+
+    first = tune_allocator()
+    assert first is True  # glibc here: region buffers come from the heap from now on
+    assert tune_allocator() is first  # once per process

@@ -27,6 +27,7 @@ __all__ = [
     "ReadOnlyStoreError",
     "StoreAccessDeniedError",
     "StoreNotFoundError",
+    "StoreNotVisibleError",
     "StoreUnreadableError",
     "ZarrDaskUtilsError",
     "ZarrDaskUtilsWarning",
@@ -152,6 +153,16 @@ class CodecQuirkError(MetadataInvalidError):
     """
 
     kind = "shuffle-elementsize-zero"
+
+
+class StoreNotVisibleError(ZarrDaskUtilsError, FileNotFoundError):
+    """The workers of the user's cluster do not see a local path the operation uses.
+
+    They run on other hosts (or mount other filesystems): the path is missing there, holds
+    another store, or (an output) cannot be written.  Checked once per operation, up front.
+    """
+
+    kind = "store-not-visible-to-workers"
 
 
 class ZarrDaskUtilsWarning(UserWarning):

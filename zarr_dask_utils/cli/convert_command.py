@@ -90,13 +90,19 @@ def convert(
 ) -> Report:
     """Convert netCDF-3/4, HDF5 or GRIB files SOURCES... into the Zarr store DST; resumable.
 
-    -o/--storage-option applies to DST.  Rerunning the same command after an interruption
-    finishes the rest.
+    -o/--storage-option applies to every URL among SOURCES and DST (e.g. s3:// inputs
+    with -o endpoint_url=...).  Rerunning the same command after an interruption finishes
+    the rest.
     """
     from zarr_dask_utils.convert import grib_to_zarr, netcdf_to_zarr
     from zarr_dask_utils.convert.sources import expand_sources
 
-    files = expand_sources(list(sources))
+    def is_url(text: str) -> bool:
+        return "://" in text and not text.startswith("file://")
+
+    source_options = storage_options if any(is_url(s) for s in sources) else None
+    target_options = storage_options if is_url(dst) else None
+    files = expand_sources(list(sources), source_options)
     common: dict[str, Any] = {
         "chunks": _by_dimension(chunks, "chunks"),
         "shards": _by_dimension(shards, "shards"),
@@ -104,7 +110,7 @@ def convert(
         "zarr_format": int(zarr_format),
         "compressor": compressor,
         "access_pattern": parse_patterns(patterns),
-        "target_storage_options": storage_options,
+        "target_storage_options": target_options,
         "overwrite": overwrite,
         "resume": not no_resume,
         "verify": False if no_verify else None,
@@ -123,4 +129,10 @@ def convert(
         raise InvalidOptionError(
             "The inputs mix GRIB and netCDF files: convert each kind into its own store."
         )
-    return netcdf_to_zarr([f.path for f in files], dst, concat_dim=concat_dim, **common)
+    return netcdf_to_zarr(
+        [f.path for f in files],
+        dst,
+        concat_dim=concat_dim,
+        storage_options=source_options,
+        **common,
+    )

@@ -28,7 +28,7 @@ from zarr_dask_utils._core.storage.canonical import refuse_overlap
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
 from zarr_dask_utils._core.storage.markers import remove_prefix
 from zarr_dask_utils._core.storage.objectstream import StreamSettings
-from zarr_dask_utils._core.storage.obstore_engine import split_engine
+from zarr_dask_utils._core.storage.obstore_engine import choose_engine, split_engine
 from zarr_dask_utils.cloud.transfer_findings import consolidated_subset, transfer_findings
 from zarr_dask_utils.cloud.transfer_listing import list_objects_task
 from zarr_dask_utils.cloud.transfer_plan import (
@@ -56,19 +56,26 @@ if TYPE_CHECKING:
 __all__ = ["parallel_download", "transfer_engine"]
 
 
-def transfer_engine(source: Location, target: Location) -> str:
-    """How objects move between *source* and *target* (the engine seam), for the report.
+def transfer_engine(reasons: Mapping[str, str]) -> str:
+    """How objects move (the engine seam), for the report: *reasons* maps role → engine, why.
 
     Copy tasks use zarr's async store API (``zarr-async``) on every store pair; the client
-    under an ``s3://`` location is the store engine of its options: s3fs by default, obstore
-    with the storage option ``zdu_engine="obstore"`` (what ``optimize_s3_access`` recommends
-    when obstore wins), on this process and on every worker alike.
+    under an ``s3://`` location is its store engine (:func:`choose_engine`: obstore when
+    installed, s3fs when forced by ``zdu_engine="s3fs"`` or obstore cannot take the options),
+    on this process and on every worker alike.
     """
-    clients = []
-    for role, loc in (("source", source), ("target", target)):
-        if loc.kind == "fsspec" and loc.url.startswith(("s3://", "s3a://")):
-            clients.append(f"{role} {split_engine(loc.storage_options)[0]}")
-    return "zarr-async" + (f" ({', '.join(clients)})" if clients else "")
+    clients = [f"{role} {why}" for role, why in reasons.items() if why]
+    return "zarr-async" + (f" ({'; '.join(clients)})" if clients else "")
+
+
+def with_engine(
+    store: StoreLike, storage_options: Mapping[str, Any] | None
+) -> tuple[Mapping[str, Any] | None, str]:
+    """*storage_options* with the store engine of an ``s3://`` URL chosen, and why."""
+    if not isinstance(store, str):
+        return storage_options, ""
+    options, why = choose_engine(store, storage_options)
+    return (options if why else storage_options), why
 
 
 def with_connection_pool(
@@ -209,6 +216,7 @@ def _settings(concurrency: int | None, verify: bool) -> CopySettings:
         verify=verify,
         algorithm=str(get_option("integrity.manifest-algorithm")),
         flush_every=int(get_option("download.record-every")),
+        part_bytes=parse_bytes(str(get_option("download.part-bytes"))),
     )
 
 
@@ -233,11 +241,12 @@ def parallel_download(
     a zip file only as the source.  Object keys are cut into tasks by count and bytes; each
     task keeps many requests in flight with bounded memory; the metadata documents are
     written last, by one final task, so a reader never sees a target that looks complete
-    before it is.  Every object is verified by size and hash.  A rerun after an interruption
-    skips the objects already copied and still intact, and copies again those that changed
-    on the source since.  Running the same download again over a finished copy is an
-    up-to-date check: every object there is compared with the source by size and hash,
-    nothing is rewritten, and only missing objects are copied.
+    before it is.  Every object is verified: its size against the source listing, its bytes
+    hashed once for the resume record and compared byte for byte with the target copy read
+    back.  A rerun after an interruption skips the objects already copied and still intact,
+    and copies again those that changed on the source since.  Running the same download
+    again over a finished copy is an up-to-date check: every object there is compared with
+    the source by size and hash, nothing is rewritten, and only missing objects are copied.
 
     Parameters
     ----------
@@ -250,7 +259,7 @@ def parallel_download(
     client
         Dask client (default: the current one, a configured scheduler or an embedded cluster).
     verify
-        Read every copied object back and compare size and hash.
+        Read every copied object back and compare it byte for byte with the source's bytes.
     resume
         Continue a partial download of the same source found at *dst* (``False``: start over).
     overwrite
@@ -296,21 +305,23 @@ def parallel_download(
     settings = _settings(concurrency, verify)
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
+    src_options, src_why = with_engine(src, storage_options)
+    dst_options, dst_why = with_engine(dst, dst_storage_options)
     with operation("download", client=client, progress=progress) as op:
         source = op.open(
             src,
-            storage_options=with_connection_pool(src, storage_options, settings.concurrency),
+            storage_options=with_connection_pool(src, src_options, settings.concurrency),
             allow_missing_root=bool(chosen),
         )
         target = op.open(
             dst,
             role="target",
-            storage_options=with_connection_pool(dst, dst_storage_options, settings.concurrency),
+            storage_options=with_connection_pool(dst, dst_options, settings.concurrency),
             read_only=dry_run,
             probe=False,
         )
         refuse_overlap(source, target)
-        engine = transfer_engine(source, target)
+        engine = transfer_engine({"source": src_why, "target": dst_why})
         seconds["open"] = time.perf_counter() - clock
         src_objects, dst_objects = _list(op)
         selected = {k: src_objects[k] for k in _select(source, src_objects, chosen)}

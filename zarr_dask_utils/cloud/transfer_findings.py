@@ -48,7 +48,12 @@ _PROBLEMS = (
     (
         "mismatched",
         "copy-mismatch",
-        "the target copy differs from the source bytes when read back (size or hash)",
+        "the target copy, read back, differs from the bytes read from the source",
+    ),
+    (
+        "resized",
+        "source-changed-during-copy",
+        "read from the source with another size than listed: it changed while being copied",
     ),
     (
         "vanished",

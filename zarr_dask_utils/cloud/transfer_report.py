@@ -83,7 +83,7 @@ class TransferReport(Report):
             f"({_mb(self.bytes_skipped)})" + (" (resumed)" if self.resumed else ""),
         ]
         if not self.dry_run:
-            check = f"{self.objects_verified} verified by size and hash after writing"
+            check = f"{self.objects_verified} verified (listed size, read back byte for byte)"
             lines.append(check if self.verify else "not verified (verify=False)")
             lines.append(
                 f"{self.mb_per_s:,.1f} MB/s, {self.objects_per_s:,.1f} objects/s; "

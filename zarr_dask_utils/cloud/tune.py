@@ -18,8 +18,10 @@ import zarr
 from dask.utils import parse_bytes
 
 from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.compute.pinning import cluster_workers, pinned_task
 from zarr_dask_utils._core.errors import InvalidOptionError
 from zarr_dask_utils._core.pure.access_patterns import resolve_patterns
+from zarr_dask_utils._core.pure.array_spec import ArraySpec, array_specs, fit_selection
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
 from zarr_dask_utils._core.storage.obstore_engine import obstore_available, split_engine
 from zarr_dask_utils.cloud import tune_tasks
@@ -37,8 +39,7 @@ from zarr_dask_utils.cloud.s3_settings import (
 from zarr_dask_utils.cloud.tune_findings import tune_findings
 from zarr_dask_utils.cloud.tune_report import S3AccessReport
 from zarr_dask_utils.info import walk_hierarchy
-from zarr_dask_utils.profiling.bench_plan import ArraySpec, fit_selection
-from zarr_dask_utils.profiling.store_benchmark import _array_specs, _on, _workers, benchmark_store
+from zarr_dask_utils.profiling.store_benchmark import benchmark_store
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -122,12 +123,12 @@ def _trials(
     op: Any, location: Location, candidates: Sequence[Candidate], spec: ArraySpec, sels: list[Any]
 ) -> dict[str, dict[str, Any]]:
     """Read the pattern once per candidate, one after the other on the first worker."""
-    workers = _workers(op)
+    workers = cluster_workers(op)
     first = workers[0] if workers else None
     prev: Any = None
     graph = []
     for cand, loc in zip(candidates, _trial_locations(location, candidates), strict=True):
-        prev = _on(
+        prev = pinned_task(
             first,
             tune_tasks.trial_task,
             loc,
@@ -214,7 +215,7 @@ def optimize_s3_access(
         engine, _ = split_engine(location.storage_options)
         consolidated = is_consolidated(op.probe().documents)
         hierarchy = walk_hierarchy(location, client=client, progress=progress)
-        specs = sorted(_array_specs(hierarchy), key=lambda s: (-s.nbytes, s.path))
+        specs = sorted(array_specs(hierarchy.arrays), key=lambda s: (-s.nbytes, s.path))
         if not specs:
             raise InvalidOptionError(
                 f"{location.display} holds no array with fixed-size elements to read, so there "

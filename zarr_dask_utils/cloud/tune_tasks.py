@@ -22,9 +22,10 @@ from zarr.abc.store import Store
 from zarr.core.sync import sync
 from zarr.storage import FsspecStore, WrapperStore
 
+from zarr_dask_utils._core.compute.pinning import worker_name
 from zarr_dask_utils._core.storage.locations import Location
+from zarr_dask_utils._core.storage.metered import Meter, MeteredStore, fresh_store
 from zarr_dask_utils._core.storage.storeio import storage_errors
-from zarr_dask_utils.profiling.bench_tasks import _fresh, _Meter, _MeteredStore, _worker_name
 
 __all__ = ["max_in_flight", "s3_calls", "trial_task"]
 
@@ -97,13 +98,13 @@ def trial_task(
     fail (the candidate is then rejected, not the whole tuning).
     """
     del after
-    meter = _Meter()
+    meter = Meter()
     path = "/".join(p for p in (location.path.strip("/"), array.strip("/")) if p)
     digest = hashlib.sha256()
     try:
-        store = _fresh(location.open_store())
+        store = fresh_store(location.open_store())
         with storage_errors(location.display), zarr.config.set({"async.concurrency": concurrency}):
-            metered: Store = _MeteredStore(store, meter)
+            metered: Store = MeteredStore(store, meter)
             if cache:
                 from zarr_dask_utils.cloud.caching import smart_caching
 
@@ -119,7 +120,7 @@ def trial_task(
                     needed += int(data.nbytes)
                 seconds = time.perf_counter() - t0
     except Exception as err:  # a candidate's settings may not work here: reject it, go on
-        return {"error": f"{type(err).__name__}: {err}", "worker": _worker_name()}
+        return {"error": f"{type(err).__name__}: {err}", "worker": worker_name()}
     return {
         "requests": meter.requests,
         "bytes_read": meter.bytes,
@@ -128,5 +129,5 @@ def trial_task(
         "max_in_flight": max_in_flight(meter.intervals),
         "calls": dict(calls) if calls is not None else None,
         "digest": digest.hexdigest(),
-        "worker": _worker_name(),
+        "worker": worker_name(),
     }

@@ -22,7 +22,7 @@ from typing import Any
 from distributed import Client
 
 from zarr_dask_utils._core.pure.reports import Finding
-from zarr_dask_utils._core.storage.locations import StoreLike
+from zarr_dask_utils._core.storage.locations import StoreLike, redact
 from zarr_dask_utils.convert.errors import ConversionInputError, GribCorruptError
 from zarr_dask_utils.convert.progress import ConversionProgress
 from zarr_dask_utils.convert.report import ConversionReport
@@ -226,6 +226,14 @@ def grib_to_zarr(
     ConversionInputError
         A missing or unreadable input, or one that is not GRIB.
     """
+    names = [sources] if isinstance(sources, str | os.PathLike) else list(sources)
+    remote = [os.fspath(n) for n in names if "://" in os.fspath(n)]
+    if remote:
+        raise ConversionInputError(
+            f"{redact(remote[0])} is a URL: GRIB files are read with cfgrib/ecCodes, which need "
+            "local paths. Copy the GRIB files to a local directory (e.g. `aws s3 cp`) and "
+            "convert them from there."
+        )
     files = expand_sources(sources, None, kinds=("grib",))
     tmp = tempfile.mkdtemp(prefix="zdu-grib-index-")
     try:

@@ -26,19 +26,25 @@ def _source(ds: Any) -> str:
 
 
 def plan_for_files(
-    xr: Any, paths: Sequence[str], kwargs: Mapping[str, Any]
+    xr: Any, paths: Sequence[Any], kwargs: Mapping[str, Any]
 ) -> tuple[HarmonisationPlan, dict[str, int]]:
-    """The plan for *paths* (opened with *kwargs*, raw) and each file's ``source`` → index."""
+    """The plan for *paths* (opened with *kwargs*, raw) and each file's ``source`` → index.
+
+    *paths* are local paths or fsspec file objects (their ``path`` names them).
+    """
     per_file = []
     index: dict[str, int] = {}
     dtypes: dict[str, str] = {}
+    # attributes only: no Dask graph, no index coordinates read
+    light = {**kwargs, "chunks": None, "create_default_indexes": False}
     for i, path in enumerate(paths):
-        with xr.open_dataset(path, **kwargs) as ds:
+        with xr.open_dataset(path, **light) as ds:
             per_file.append({str(n): dict(v.attrs) for n, v in ds.variables.items()})
             index[_source(ds)] = i
             if i == 0:
                 dtypes = {str(n): v.dtype.str for n, v in ds.variables.items()}
-    names = [os.path.basename(p.rstrip("/")) or p for p in paths]
+    urls = [str(getattr(p, "path", p)) for p in paths]
+    names = [os.path.basename(u.rstrip("/")) or u for u in urls]
     return harmonisation_plan(per_file, names, dtypes), index
 
 

@@ -28,7 +28,7 @@ from zarr_dask_utils.convert.harmonise import plan_for_files, preprocess_for
 from zarr_dask_utils.convert.progress import ConversionProgress
 from zarr_dask_utils.convert.report import ConversionReport
 from zarr_dask_utils.convert.run import convert_datasets
-from zarr_dask_utils.convert.sources import SourceFile, expand_sources, netcdf_engine
+from zarr_dask_utils.convert.sources import SourceFile, expand_sources, netcdf_engine, open_input
 
 __all__ = ["netcdf_to_zarr", "open_netcdf_groups"]
 
@@ -45,14 +45,20 @@ def _require_xarray() -> Any:
     return xr
 
 
-def _groups_of(path: str, engine: str) -> list[str]:
+def _groups_of(source: SourceFile, engine: str) -> list[str]:
     """Group paths of a netCDF-4 file (``""`` first), depth first."""
-    if engine != "netcdf4":
+    if source.kind != "netcdf4":
         return [""]
-    import netCDF4
+    if engine == "netcdf4":
+        import netCDF4
 
+        opened = netCDF4.Dataset(source.path)
+    else:
+        import h5netcdf
+
+        opened = h5netcdf.File(open_input(source), "r")
     out = [""]
-    with netCDF4.Dataset(path) as nc:
+    with opened as nc:
         stack = [("", nc)]
         while stack:
             prefix, node = stack.pop()
@@ -71,12 +77,15 @@ def open_netcdf_groups(
     concat_dim: str | None = None,
     chunks: Mapping[str, int] | None = None,
     groups: Sequence[str] | None = None,
+    plans: dict[str, Any] | None = None,
 ) -> list[tuple[str, Any, str]]:
     """Each group of the files as one raw, lazily read dataset: ``(group, dataset, note)``.
 
     Files are combined by their coordinates (``concat_dim``: along that dimension, in the
     given order), with xarray's new combine defaults (no variable is repeated along the
-    concatenated dimension).
+    concatenated dimension).  *plans*, if given, keeps each group's harmonisation plan
+    between calls (a reopen in the regions' chunks does not read every file's attributes
+    again).
 
     Raises
     ------
@@ -84,16 +93,16 @@ def open_netcdf_groups(
         A file that netCDF cannot open, or files that do not combine.
     """
     xr = _require_xarray()
-    paths = [f.path for f in files]
     out = []
-    first = files[0].path if "://" not in files[0].path else None
+    plans = {} if plans is None else plans
     if groups is None:
         try:
-            groups = _groups_of(first, engine) if first else [""]
+            groups = _groups_of(files[0], engine)
         except OSError as err:
             raise ConversionInputError(
-                f"netCDF cannot open {first!r} ({err}). Check that it is a complete netCDF file "
-                "(a truncated download fails like this): re-download it or leave it out."
+                f"netCDF cannot open {files[0].path!r} ({err}). Check that it is a complete "
+                "netCDF file (a truncated download fails like this): re-download it or leave "
+                "it out."
             ) from err
     for group in groups:
         kwargs: dict[str, Any] = {
@@ -107,20 +116,26 @@ def open_netcdf_groups(
             with xr.set_options(use_new_combine_kwarg_defaults=True), warnings.catch_warnings():
                 # regions split the files' own chunks on purpose: each task reads its region
                 warnings.filterwarnings("ignore", "The specified chunks separate", UserWarning)
-                ds = xr.open_dataset(paths[0], **kwargs)
+                ds = None if group in plans else xr.open_dataset(open_input(files[0]), **kwargs)
                 plan = None
-                if ds.variables:  # a group holding only subgroups: its attributes only
-                    ds.close()
-                    plan, index = (
-                        plan_for_files(xr, paths, kwargs) if len(paths) > 1 else (None, {})
-                    )
+                if ds is None or ds.variables:  # a group of subgroups only: its attributes
+                    if ds is not None:
+                        ds.close()
+                    if group not in plans:
+                        plans[group] = (
+                            plan_for_files(xr, [open_input(f) for f in files], kwargs)
+                            if len(files) > 1
+                            else (None, {})
+                        )
+                    plan, index = plans[group]
                     pre = {"preprocess": preprocess_for(plan, index)} if plan else {}
-                    ds = xr.open_mfdataset(paths, **kwargs, **mf_kwargs, **pre)
+                    inputs = [open_input(f) for f in files]
+                    ds = xr.open_mfdataset(inputs, **kwargs, **mf_kwargs, **pre)
         except ConversionInputError:
             raise
         except (OSError, ValueError, KeyError, RuntimeError) as err:
             raise ConversionInputError(
-                f"Cannot open {len(paths)} file(s) as one dataset"
+                f"Cannot open {len(files)} file(s) as one dataset"
                 + (f" (group /{group})" if group else "")
                 + f": {type(err).__name__}: {err}. Check that every file is a complete "
                 "netCDF file and that they share variables and coordinates (pass concat_dim= "
@@ -230,7 +245,10 @@ def netcdf_to_zarr(
     """
     files = expand_sources(sources, storage_options, kinds=("netcdf3", "netcdf4"))
     engine, why = netcdf_engine(files)
-    groups = open_netcdf_groups(files, engine, variables=variables, concat_dim=concat_dim)
+    plans: dict[str, Any] = {}
+    groups = open_netcdf_groups(
+        files, engine, variables=variables, concat_dim=concat_dim, plans=plans
+    )
     opened = [ds for _, ds, _ in groups]
 
     def reopen(group: str, blocks: Mapping[str, int]) -> Any:
@@ -243,6 +261,7 @@ def netcdf_to_zarr(
                 concat_dim=concat_dim,
                 chunks=blocks,
                 groups=[group],
+                plans=plans,
             )
         ]
         opened.append(ds)

@@ -2,7 +2,7 @@
 
 - :func:`translate_encoding`: a netCDF/HDF5 variable's ``zlib``/``complevel``/``shuffle`` (keys
   zarr does not know, which ``to_zarr`` silently drops) → a zarr compressor name
-  (:mod:`~zarr_dask_utils.optimize.compressors` spelling) at least as good, and why.
+  (:mod:`~zarr_dask_utils._core.pure.compressors` spelling) at least as good, and why.
 - :func:`choose_chunks`: target chunks per variable from the access pattern (the cost model
   ``analyze_chunks`` uses), not the netCDF chunking; user chunks by dimension name win;
   variables sharing a dimension agree along it.
@@ -38,7 +38,7 @@ DEFAULT_COMPRESSOR = "zstd:3"
 class CodecChoice:
     """The compressor of one target variable and why it was chosen."""
 
-    compressor: str  # a name of optimize.compressors, e.g. "blosc-zstd:4"
+    compressor: str  # a name of _core.pure.compressors, e.g. "blosc-zstd:4"
     source: str  # the source encoding in words, e.g. "zlib level 4 + shuffle"
     reason: str
 

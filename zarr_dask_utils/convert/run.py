@@ -42,6 +42,11 @@ __all__ = ["convert_datasets", "resolve_progress"]
 VERIFY_LIMIT = 2 * 2**30
 #: Largest chunk the cost model may choose for a conversion (a region is one task).
 REGION_LIMIT = 8 * 2**20
+#: Why conversions want worker processes on an embedded cluster (``cluster.processes=auto``).
+READERS_LOCKED = (
+    "netCDF/HDF5 and ecCodes readers hold a per-process lock (xarray's HDF5/ecCodes locks), so "
+    "only worker processes decode input files in parallel"
+)
 
 
 def resolve_progress(progress: bool | ConversionProgress | None) -> ConversionProgress | None:
@@ -114,7 +119,7 @@ def convert_datasets(
     if reopen is not None:
         layouts = [replace(g, dataset=reopen(g.group, region_dims(g))) for g in layouts]
     tracker = resolve_progress(progress)
-    with operation("convert", client=client, progress=False) as op:
+    with operation("convert", client=client, progress=False, workload=READERS_LOCKED) as op:
         tgt = op.open(dst, role="target", storage_options=storage_options, read_only=False,
                       probe=False)  # fmt: skip
         probe_store_writable(tgt, what="target")

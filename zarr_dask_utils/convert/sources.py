@@ -2,9 +2,19 @@ r"""The input files of a conversion: expand paths and globs, read the magic byte
 
 A netCDF-3 file starts with ``CDF\\x01``/``\\x02``/``\\x05``, netCDF-4 and HDF5 with
 ``\\x89HDF``, GRIB with ``GRIB``.  netCDF-3 needs the ``netcdf4`` engine (h5netcdf cannot read
-it); netCDF-4/HDF5 use ``netcdf4`` when installed, else ``h5netcdf``.  An input that is
-missing, unreadable or of another kind is a :class:`ConversionInputError` (``zdu convert``
-exit 2) naming it, before anything is written.
+it), and so does a mix of netCDF-3 and -4; netCDF-4/HDF5 alone use ``h5netcdf`` (less CPU per
+region read than the netCDF4 library: see ``benchmarks/README.md``), else ``netcdf4``.  An
+input that is missing, unreadable or of another kind is a :class:`ConversionInputError`
+(``zdu convert`` exit 2) naming it, before anything is written; storage failures of URLs
+(denied, endpoint unreachable, no bucket) are the project's storage errors
+(``translate_storage_error``).
+
+Inputs on an object store (``s3://…``) are read in place: globs are expanded by fsspec, and
+xarray's ``h5netcdf`` engine reads netCDF-4/HDF5 through fsspec file objects
+(:func:`open_input`), which Dask pickles as "reopen this URL" so every worker reads only the
+byte ranges of its regions; nothing is downloaded whole, neither here nor on the workers.
+netCDF-3 on an object store is refused with advice: neither h5netcdf nor the netCDF4 library
+reads it from a file object (xarray's scipy engine would; scipy is not a dependency).
 """
 
 from __future__ import annotations
@@ -15,9 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from zarr_dask_utils._core.errors import ZarrDaskUtilsError
+from zarr_dask_utils._core.storage.locations import redact
+from zarr_dask_utils._core.storage.storeio import translate_storage_error
 from zarr_dask_utils.convert.errors import ConversionInputError
 
-__all__ = ["SourceFile", "detect_kind", "expand_sources", "netcdf_engine"]
+__all__ = ["SourceFile", "detect_kind", "expand_sources", "netcdf_engine", "open_input"]
 
 _MAGIC = {
     b"CDF\x01": "netcdf3",
@@ -35,6 +48,12 @@ class SourceFile:
     path: str
     kind: str  # "netcdf3", "netcdf4" (netCDF-4 or HDF5) or "grib"
     nbytes: int
+    storage_options: Mapping[str, Any] | None = None  # fsspec options of a URL
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether the file is a URL read through fsspec (not a local path)."""
+        return "://" in self.path and not self.path.startswith("file://")
 
 
 def detect_kind(head: bytes) -> str | None:
@@ -57,11 +76,19 @@ def _fs(url: str, storage_options: Mapping[str, Any] | None) -> Any:
     return fs
 
 
+def _remote_error(err: Exception, url: str) -> Exception:
+    """The storage error of a URL (denied, unreachable, no bucket), else *err* itself."""
+    return translate_storage_error(err, redact(url)) or err
+
+
 def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> list[str]:
     if "://" in item:
-        fs = _fs(item, storage_options)
         protocol = item.split("://", 1)[0]
-        found = sorted(fs.glob(item)) if glob.has_magic(item) else [item]
+        try:
+            fs = _fs(item, storage_options)
+            found = sorted(fs.glob(item)) if glob.has_magic(item) else [item]
+        except Exception as err:
+            raise _remote_error(err, item) from err
         return [f if "://" in f else f"{protocol}://{f}" for f in found]
     if storage_options:
         raise ConversionInputError(
@@ -76,11 +103,18 @@ def _expand_one(item: str, storage_options: Mapping[str, Any] | None) -> list[st
 def _read_head(path: str, storage_options: Mapping[str, Any] | None) -> tuple[bytes, int]:
     try:
         if "://" in path:
-            fs = _fs(path, storage_options)
-            with fs.open(path, "rb") as f:
-                return f.read(8), int(fs.size(path))
+            try:
+                fs = _fs(path, storage_options)
+                with fs.open(path, "rb", block_size=2**16) as f:
+                    return f.read(8), int(f.size)
+            except FileNotFoundError:
+                raise
+            except Exception as err:
+                raise _remote_error(err, path) from err
         with open(path, "rb") as f:
             return f.read(8), os.path.getsize(path)
+    except ZarrDaskUtilsError:
+        raise  # a storage error of a URL, already clear
     except FileNotFoundError as err:
         raise ConversionInputError(
             f"Input {path!r} does not exist. Check the path (globs are expanded: quote them "
@@ -131,15 +165,58 @@ def expand_sources(
                 f"Input {path!r} is {what}, not {' or '.join(kinds)} (identified by its first "
                 "bytes). Remove it from the inputs, or re-download it if it was truncated."
             )
-        out.append(SourceFile(path, kind, size))
+        remote = "://" in path and not path.startswith("file://")
+        out.append(SourceFile(path, kind, size, dict(storage_options or {}) if remote else None))
     return out
 
 
+def open_input(source: SourceFile) -> Any:
+    """What xarray opens for *source*: its local path, or a fresh fsspec file object of a URL.
+
+    A file object pickles as its URL and options (fsspec reopens it), so the Dask tasks that
+    read a region open the file on the worker and fetch only the byte ranges they need.
+    """
+    if not source.is_remote:
+        return source.path
+    try:
+        fs = _fs(source.path, source.storage_options)
+        return fs.open(source.path, "rb")
+    except Exception as err:
+        raise _remote_error(err, source.path) from err
+
+
 def netcdf_engine(files: Sequence[SourceFile]) -> tuple[str, str]:
-    """The xarray engine for *files* and why: ``netcdf4`` reads both netCDF-3 and -4."""
+    """The xarray engine for *files* and why: ``netcdf4`` reads both netCDF-3 and -4.
+
+    Inputs on an object store are read by ``h5netcdf`` through fsspec file objects.
+    """
     import importlib.util
 
     kinds = sorted({f.kind for f in files})
+    remote = [f for f in files if f.is_remote]
+    if remote:
+        classic = [f.path for f in remote if f.kind == "netcdf3"]
+        if classic:
+            raise ConversionInputError(
+                f"{redact(classic[0])} is a netCDF-3 file on an object store: it cannot be read "
+                "in place (h5netcdf reads only netCDF-4/HDF5 and the netCDF4 library needs a "
+                "local path). Copy the netCDF-3 files to a local directory (e.g. `aws s3 cp`, "
+                "or fsspec's get) and convert them from there."
+            )
+        if importlib.util.find_spec("h5netcdf") is None:  # pragma: no cover - [convert] has it
+            raise ConversionInputError(
+                "Inputs on an object store are read with h5netcdf, which is not installed. "
+                "Install zarr-dask-utils[convert]."
+            )
+        return "h5netcdf", (
+            "inputs on an object store: h5netcdf reads fsspec file objects on the workers, "
+            "byte ranges only"
+        )
+    if "netcdf3" not in kinds and importlib.util.find_spec("h5netcdf") is not None:
+        return "h5netcdf", (
+            "netCDF-4/HDF5 only: h5netcdf reads a region with ~2/3 of the netCDF4 engine's CPU "
+            "(benchmarks/README.md, bench_convert)"
+        )
     if importlib.util.find_spec("netCDF4") is not None:
         return "netcdf4", f"netCDF4 library: reads {' and '.join(kinds)}"
     if "netcdf3" in kinds:

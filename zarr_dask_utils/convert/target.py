@@ -140,7 +140,7 @@ def run_token(
 
 
 def _encoding(layout: GroupLayout, name: str, fmt: int) -> dict[str, Any]:
-    from zarr_dask_utils.optimize.compressors import compressors_for
+    from zarr_dask_utils._core.compressors import compressors_for
 
     var = layout.dataset.variables[name]
     enc: dict[str, Any] = {"chunks": layout.chunks[name]}

@@ -19,24 +19,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from dask.base import annotate
-from dask.delayed import Delayed, delayed
+from dask.delayed import Delayed
 from dask.utils import parse_bytes
 from distributed import Client
 
 from zarr_dask_utils._core.checks.codecs import unavailable_codecs
 from zarr_dask_utils._core.compute.inventory_graph import build_inventory_graph
 from zarr_dask_utils._core.compute.operation import Operation, operation
-from zarr_dask_utils._core.compute.reduce import tree_reduce
-from zarr_dask_utils._core.compute.runner import task_name
 from zarr_dask_utils._core.config import get_option
-from zarr_dask_utils._core.decoding.direct_decoder import decode_direct, direct_chain
-from zarr_dask_utils._core.decoding.pipeline_decoder import (
-    DecodeResult,
-    blosc_threads,
-    decode_objects,
-    grid_of,
-    open_array,
-)
+from zarr_dask_utils._core.decoding.pipeline_decoder import DecodeResult
 from zarr_dask_utils._core.pure.chunkgrid import grid_from_document
 from zarr_dask_utils._core.pure.inventory import Inventory, array_documents, itemsize_of
 from zarr_dask_utils._core.pure.keys import (
@@ -48,90 +39,27 @@ from zarr_dask_utils._core.pure.keys import (
     split_key,
 )
 from zarr_dask_utils._core.pure.naming import option_text
-from zarr_dask_utils._core.pure.partition import largest_first, plan_batches
+from zarr_dask_utils._core.pure.partition import largest_first, plan_batches, two_rounds
 from zarr_dask_utils._core.pure.reports import sort_findings
 from zarr_dask_utils._core.storage.draft_v3 import check_no_nested_draft_v3
-from zarr_dask_utils._core.storage.heap import heap_allocations
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
-from zarr_dask_utils._core.storage.objectstream import StreamSettings
 from zarr_dask_utils._core.storage.probe import Probe
 from zarr_dask_utils._core.storage.storeio import read_keys, storage_errors
 from zarr_dask_utils.integrity.findings import decode_findings, metadata_findings
 from zarr_dask_utils.integrity.misread import misread_findings
 from zarr_dask_utils.integrity.plan import MISSING_NOTE, MissingPolicy, inventory_findings
 from zarr_dask_utils.integrity.reports import IntegrityReport
+from zarr_dask_utils.integrity.scan_tasks import (
+    Work,
+    merge_results,
+    run_scan,
+    scan_batch_task,
+    scan_graph,
+)
 
 __all__ = ["check_data_integrity", "merge_results", "run_scan", "scan_batch_task", "scan_graph"]
 
 logger = logging.getLogger(__name__)
-
-Work = tuple[tuple[str, int, Sequence[int]], ...]  # (array path, zarr format, grid indices)
-
-
-# --- worker tasks ---------------------------------------------------------------------------
-
-
-def scan_batch_task(
-    location: Location,
-    work: Work,
-    stats: bool,
-    settings: StreamSettings,
-    nthreads: int | None = 1,
-    direct: bool = True,
-) -> DecodeResult:
-    """Worker task: decode every object of *work*; returns bad keys, counts and statistics.
-
-    Arrays whose codec chain :func:`direct_chain` understands are decoded directly with
-    numcodecs (objects streamed in reused buffers, ``settings.read_ahead`` stored bytes ahead
-    of the decoder); the others by zarr's codec pipeline, ``settings.concurrency`` objects at
-    a time.  Blosc runs with *nthreads* threads (``None``: its own setting).
-    """
-    result = DecodeResult()
-    with (
-        storage_errors(location.display),
-        blosc_threads(nthreads),
-        heap_allocations(settings.heap_threshold),
-    ):
-        store = location.open_store()
-        for path, fmt, indices in work:
-            try:
-                array = open_array(store, location.path, path, fmt)
-                grid = grid_of(array, path)
-            except Exception as err:
-                result.unreadable[path] = f"{type(err).__name__}: {err}"
-                continue
-            chain = direct_chain(array) if direct else None
-            if chain is not None:
-                decode_direct(
-                    array,
-                    chain,
-                    grid,
-                    list(indices),
-                    result=result,
-                    key_prefix=path,
-                    stats=stats,
-                    depth=settings.depth(chain.nbytes),
-                )
-                continue
-            decode_objects(
-                array,
-                grid,
-                list(indices),
-                result=result,
-                key_prefix=path,
-                concurrency=settings.concurrency,
-                stats=stats,
-            )
-    return result
-
-
-def merge_results(*parts: DecodeResult) -> DecodeResult:
-    """Tree-reduction step: fold several task results into one."""
-    total = DecodeResult()
-    for part in parts:
-        total.merge(part)
-    return total
-
 
 # --- helpers ----------------------------------------------------------------------------------
 
@@ -198,8 +126,9 @@ def array_work(
 ) -> list[Work]:
     """Batches of every array's objects for the deep scan, planned from the array documents.
 
-    *parallelism* (the cluster's threads) evens the batches out, see :func:`plan_batches`;
-    batches come largest first, the order :func:`scan_graph` gives them as priorities.
+    *parallelism* (the cluster's threads) evens the batches out, see :func:`plan_batches`,
+    with at least two rounds per thread on small scans (:func:`two_rounds`); batches come
+    largest first, the order :func:`scan_graph` gives them as priorities.
     """
     sizes: dict[str, tuple[int, int]] = {}
     formats: dict[str, int] = {}
@@ -210,7 +139,9 @@ def array_work(
         itemsize = itemsize_of(name, doc) or 8
         sizes[path] = (grid.nchunks, math.prod(grid.chunks) * itemsize)
         formats[path] = 2 if name == ARRAY_V2 else 3
-    batches = largest_first(plan_batches(sizes, batch_bytes, parallelism), sizes)
+    total = sum(n * per for n, per in sizes.values())
+    per_batch = two_rounds(total, batch_bytes, parallelism)
+    batches = largest_first(plan_batches(sizes, per_batch, parallelism), sizes)
     return [
         tuple((s.path, formats[s.path], range(s.start, s.stop)) for s in batch) for batch in batches
     ]
@@ -256,39 +187,6 @@ def same_layouts(
     if set(planned) != set(actual):
         return False
     return all(decode_layout(*planned[p]) == decode_layout(*actual[p]) for p in actual)
-
-
-def scan_graph(location: Location, work: Sequence[Work], *, op: str, stats: bool) -> list[Delayed]:
-    """One task per batch of work, reduced in a tree (:func:`tree_reduce`) to at most 32 results.
-
-    Tasks run in plan order (priorities), so the small batches of the last round
-    (:func:`~zarr_dask_utils._core.pure.partition.batch_bounds`) come last.  Compute the returned
-    collections and fold their values together with :func:`merge_results`.
-    """
-    settings = StreamSettings.from_config()
-    nthreads = get_option("integrity.blosc-threads")
-    direct = bool(get_option("integrity.direct-decode"))
-    tasks = []
-    for i, w in enumerate(work):
-        with annotate(priority=-i):
-            tasks.append(
-                delayed(scan_batch_task, pure=False)(
-                    location,
-                    w,
-                    stats,
-                    settings,
-                    nthreads,
-                    direct,
-                    dask_key_name=task_name(f"{op}-decode", location, i),
-                )
-            )
-    return tree_reduce(tasks, merge_results, op, keep=32)
-
-
-def run_scan(op: Operation, work: Sequence[Work], *, stats: bool) -> tuple[DecodeResult, str]:
-    """Run :func:`scan_graph` for *work* on *op*'s source; the merged result and the engine."""
-    result = op.run(scan_graph(op.locations["source"], work, op=op.name, stats=stats))
-    return merge_results(*result), result.engine
 
 
 def _run_check(

@@ -22,6 +22,7 @@ import numpy as np
 import zarr
 from zarr.storage import MemoryStore, StorePath
 
+from zarr_dask_utils._core.compressors import compressors_for
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.decoding.block_reader import read_selection
 from zarr_dask_utils._core.errors import InvalidOptionError, MetadataInvalidError
@@ -31,7 +32,6 @@ from zarr_dask_utils._core.storage.locations import Location
 from zarr_dask_utils._core.storage.storeio import list_keys, read_keys, storage_errors, write_keys
 from zarr_dask_utils.info import open_node
 from zarr_dask_utils.optimize.chunkspec import ArrayAxes, check_chunk_spec
-from zarr_dask_utils.optimize.compressors import compressors_for
 from zarr_dask_utils.optimize.plan import RechunkPlan, normalize_chunks
 
 __all__ = [

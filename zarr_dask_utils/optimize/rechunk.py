@@ -21,11 +21,11 @@ from distributed import Client
 from zarr_dask_utils._core.compute.operation import operation
 from zarr_dask_utils._core.config import get_option
 from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils._core.pure.compressors import parse_compressor
 from zarr_dask_utils._core.pure.keys import join_key
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
 from zarr_dask_utils._core.storage.markers import MARKER_PREFIX
 from zarr_dask_utils._core.storage.storeio import read_keys, storage_errors
-from zarr_dask_utils.optimize.compressors import parse_compressor
 from zarr_dask_utils.optimize.rechunk_steps import (
     array_row,
     copy_blocks,
@@ -93,7 +93,7 @@ def rechunk_array(
     compressors
         Compressors of the target (default: the source's within one format, zarr's default
         across formats): codec objects, or a name ``"zstd:3"``, ``"gzip"``, ``"blosc-zstd"``,
-        ``"none"``, … (see :data:`~zarr_dask_utils.optimize.compressors.COMPRESSOR_NAMES`)
+        ``"none"``, … (see :data:`~zarr_dask_utils._core.pure.compressors.COMPRESSOR_NAMES`)
         made for the target's format.
     zarr_format
         Format of the target (default: the source's).

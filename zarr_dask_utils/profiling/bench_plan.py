@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from zarr_dask_utils._core.errors import InvalidOptionError
-from zarr_dask_utils._core.pure.access_patterns import AccessPattern, time_axis
-from zarr_dask_utils._core.pure.cost_model import CostParams, selection_cost
+from zarr_dask_utils._core.pure.access_patterns import AccessPattern
+from zarr_dask_utils._core.pure.array_spec import ArraySpec, Selection, fit_selection
+from zarr_dask_utils._core.pure.cost_model import CostParams
 from zarr_dask_utils._core.pure.keys import join_key
 
 __all__ = [
@@ -42,25 +43,6 @@ DEFAULT_SIZES: tuple[int, ...] = (256 * 2**10, 4 * 2**20)
 _MIN_REQUESTS = 8  # a level issues at least this many requests (and at least `level`)
 _WRITE_LEVELS = (1, 16)
 _METADATA = (".zarray", ".zgroup", ".zattrs", ".zmetadata", "zarr.json")
-
-Selection = tuple[tuple[int, int], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class ArraySpec:
-    """What planning needs of one array (from the hierarchy walk)."""
-
-    path: str
-    shape: tuple[int, ...]
-    chunks: tuple[int, ...]
-    itemsize: int
-    shards: tuple[int, ...] | None = None
-    dims: tuple[str | None, ...] | None = None
-
-    @property
-    def nbytes(self) -> int:
-        """Decoded size of the whole array."""
-        return math.prod(self.shape) * self.itemsize
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,24 +137,6 @@ def scratch_prefix(node_path: str, token: str, existing: Sequence[str]) -> str:
             "writes where user data is. Remove them or run again (a new prefix is drawn)."
         )
     return prefix
-
-
-def fit_selection(sel: Selection, spec: ArraySpec, budget: int) -> tuple[Selection, bool]:
-    """Shrink *sel* along its time axis until reading it stays under *budget* stored bytes.
-
-    The cut stays on chunk boundaries (whole chunks are read anyway); at least one chunk
-    along the axis is kept.  Returns the selection and whether it was cut.
-    """
-    cost = selection_cost(sel, spec.chunks, spec.itemsize, shards=spec.shards)
-    if cost.bytes_decoded <= budget or not sel:
-        return sel, False
-    axis = time_axis(spec.dims)
-    lo, hi = sel[axis]
-    step = (spec.shards or spec.chunks)[axis]
-    keep = max(1, math.floor((hi - lo) * budget / max(cost.bytes_decoded, 1)))
-    keep = max(step, keep // step * step)
-    fitted = tuple((lo, min(hi, lo + keep)) if i == axis else s for i, s in enumerate(sel))
-    return fitted, fitted != sel
 
 
 def _stream_objects(sample: Mapping[str, int], limit: int = 64) -> tuple[tuple[str, int], ...]:

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import zarr
-from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store
-from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.abc.store import OffsetByteRequest, RangeByteRequest
+from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
-from zarr.storage import FsspecStore, WrapperStore
 
+from zarr_dask_utils._core.compute.pinning import worker_name
 from zarr_dask_utils._core.storage.locations import Location
+from zarr_dask_utils._core.storage.metered import Meter, MeteredStore, fresh_store
 from zarr_dask_utils._core.storage.storeio import concurrent_map, list_keys, storage_errors
 
 __all__ = [
@@ -37,80 +37,6 @@ Selection = tuple[tuple[int, int], ...]
 _SAMPLE = 256  # largest objects returned by the listing task
 
 
-def _worker_name() -> str:
-    try:
-        from distributed import get_worker
-
-        return str(get_worker().address)
-    except ValueError:  # threads in this process (an in-memory store)
-        return "local"
-
-
-def _fresh(store: Store) -> Store:
-    """Drop cached listings and sizes: a benchmark must reach the store, not a cache."""
-    if isinstance(store, FsspecStore):
-        store.fs.invalidate_cache()
-    return store
-
-
-# --- a meter on zarr's own reads -------------------------------------------------------------
-
-
-@dataclass
-class _Meter:
-    """Requests, bytes and the time at least one request was in flight."""
-
-    requests: int = 0
-    bytes: int = 0
-    intervals: list[tuple[float, float]] = field(default_factory=list)
-
-    def busy_seconds(self) -> float:
-        """Length of the union of request intervals."""
-        total, end = 0.0, -1.0
-        for lo, hi in sorted(self.intervals):
-            if hi <= end:
-                continue
-            total += hi - max(lo, end)
-            end = hi
-        return total
-
-
-class _MeteredStore(WrapperStore[Store]):
-    """Forward reads to the wrapped store and record each one on a :class:`_Meter`."""
-
-    def __init__(self, store: Store, meter: _Meter | None = None) -> None:
-        super().__init__(store)
-        self._meter = meter if meter is not None else _Meter()
-
-    def _with_store(self, store: Any) -> _MeteredStore:
-        return type(self)(store, self._meter)
-
-    async def get(
-        self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
-    ) -> Buffer | None:
-        """Read *key* and record the request."""
-        t0 = time.perf_counter()
-        value = await self._store.get(key, prototype, byte_range)
-        self._record(t0, value)
-        return value
-
-    async def get_partial_values(
-        self, prototype: BufferPrototype, key_ranges: Any
-    ) -> list[Buffer | None]:
-        """Read several ranges; each counts as one request."""
-        pairs = list(key_ranges)
-        t0 = time.perf_counter()
-        values = await self._store.get_partial_values(prototype, pairs)
-        for value in values:
-            self._record(t0, value)
-        return values
-
-    def _record(self, t0: float, value: Buffer | None) -> None:
-        self._meter.requests += 1
-        self._meter.bytes += len(value) if value is not None else 0
-        self._meter.intervals.append((t0, time.perf_counter()))
-
-
 # --- the tasks -------------------------------------------------------------------------------
 
 
@@ -125,7 +51,7 @@ def listing_task(
     """
     from zarr_dask_utils._core.storage.listing import list_sizes
 
-    store = _fresh(location.open_store())
+    store = fresh_store(location.open_store())
     seconds, keys = 0.0, 0
     with storage_errors(location.display):
         for prefix in prefixes:
@@ -133,8 +59,8 @@ def listing_task(
             listed = list_keys(store, prefix)
             seconds += time.perf_counter() - t0
             keys += len(listed)
-        sizes = list_sizes(_fresh(store), location.path)
-        taken = list_keys(_fresh(store), scratch) if scratch else []
+        sizes = list_sizes(fresh_store(store), location.path)
+        taken = list_keys(fresh_store(store), scratch) if scratch else []
     largest = sorted(sizes.items(), key=lambda item: (-item[1], item[0]))[:_SAMPLE]
     return {
         "seconds": seconds,
@@ -143,7 +69,7 @@ def listing_task(
         "bytes": sum(sizes.values()),
         "sample": dict(largest),
         "scratch_taken": taken,
-        "worker": _worker_name(),
+        "worker": worker_name(),
     }
 
 
@@ -152,7 +78,7 @@ def latency_task(
 ) -> dict[str, Any]:
     """Time *samples* one-byte reads, one at a time: the latency to the first byte."""
     del after
-    store = _fresh(location.open_store())
+    store = fresh_store(location.open_store())
     proto = default_buffer_prototype()
     times: list[float] = []
     with storage_errors(location.display):
@@ -160,7 +86,7 @@ def latency_task(
             t0 = time.perf_counter()
             sync(store.get(keys[i % len(keys)], proto, RangeByteRequest(0, 1)))
             times.append(time.perf_counter() - t0)
-    return {"latency": times, "requests": samples, "worker": _worker_name()}
+    return {"latency": times, "requests": samples, "worker": worker_name()}
 
 
 def stream_task(
@@ -174,7 +100,7 @@ def stream_task(
 ) -> dict[str, Any]:
     """Read ``(key, nbytes)`` ranges with *level* requests in flight; time the whole step."""
     del after
-    store = _fresh(location.open_store())
+    store = fresh_store(location.open_store())
     proto = default_buffer_prototype()
     whole = OffsetByteRequest(0)
 
@@ -214,9 +140,9 @@ def remove_scratch(location: Location, prefix: str, after: Any = None) -> dict[s
     del after
     store = location.open_store()
     with storage_errors(location.display):
-        found = list_keys(_fresh(store), prefix)
+        found = list_keys(fresh_store(store), prefix)
         sync(store.delete_dir(prefix))
-        left = list_keys(_fresh(store), prefix)
+        left = list_keys(fresh_store(store), prefix)
     return {"deleted": len(found), "left": len(left)}
 
 
@@ -229,8 +155,8 @@ def pattern_task(
 ) -> dict[str, Any]:
     """Read *selections* of *array* through zarr, counting requests and bytes as they go."""
     del after
-    meter = _Meter()
-    store = _MeteredStore(_fresh(location.open_store()), meter)
+    meter = Meter()
+    store = MeteredStore(fresh_store(location.open_store()), meter)
     path = "/".join(p for p in (location.path.strip("/"), array.strip("/")) if p)
     with storage_errors(location.display):
         arr = zarr.open_array(store, path=path, mode="r")
@@ -251,7 +177,7 @@ def pattern_task(
         "seconds": seconds,
         "io_seconds": busy,
         "decode_seconds": max(seconds - busy, 0.0),
-        "worker": _worker_name(),
+        "worker": worker_name(),
     }
 
 
@@ -279,5 +205,5 @@ def _row(
         "bytes": nbytes,
         "start": start,
         "end": end,
-        "worker": _worker_name(),
+        "worker": worker_name(),
     }

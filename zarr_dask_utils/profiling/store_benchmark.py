@@ -15,17 +15,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import zarr
-from dask.base import annotate
-from dask.delayed import Delayed, delayed
+from dask.delayed import Delayed
 from dask.utils import parse_bytes
 from zarr.abc.store import Store
 
-from zarr_dask_utils._core.compute.operation import Operation, operation
-from zarr_dask_utils._core.compute.runner import task_name
+from zarr_dask_utils._core.compute.operation import operation
+from zarr_dask_utils._core.compute.pinning import cluster_workers, pinned_task
 from zarr_dask_utils._core.errors import ReadOnlyStoreError
 from zarr_dask_utils._core.pure.access_patterns import PATTERNS, resolve_patterns
+from zarr_dask_utils._core.pure.array_spec import array_specs
 from zarr_dask_utils._core.pure.cost_model import selection_cost
 from zarr_dask_utils._core.pure.keys import join_key
 from zarr_dask_utils._core.storage.locations import Location, StoreLike
@@ -72,53 +71,13 @@ def _writable(location: Location, given: Any) -> Location:
     return writable
 
 
-def _array_specs(hierarchy: Any) -> list[ArraySpec]:
-    specs = []
-    for node in hierarchy.arrays:
-        try:
-            itemsize = int(np.dtype(node.dtype).itemsize)
-        except TypeError:
-            continue  # variable-length strings: no fixed bytes per element
-        if not node.shape or not node.chunks or itemsize == 0 or np.dtype(node.dtype) == object:
-            continue
-        specs.append(
-            ArraySpec(
-                node.path,
-                tuple(node.shape),
-                tuple(node.chunks),
-                itemsize,
-                tuple(node.shards) if node.shards else None,
-                tuple(node.dimension_names) if node.dimension_names else None,
-            )
-        )
-    return specs
-
-
-def _workers(op: Operation) -> list[str]:
-    client = op.client
-    if client is None:
-        return []
-    return sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
-
-
-def _on(worker: str | None, func: Any, *args: Any, name: str, **kwargs: Any) -> Delayed:
-    """A task pinned to *worker* (``None``: anywhere)."""
-    task: Delayed
-    if worker is None:
-        task = delayed(func, pure=False)(*args, dask_key_name=task_name(name), **kwargs)
-        return task
-    with annotate(workers=[worker], allow_other_workers=False):
-        task = delayed(func, pure=False)(*args, dask_key_name=task_name(name), **kwargs)
-    return task
-
-
 def _stage_graph(
     location: Location, writable: Location | None, plan: BenchPlan, workers: Sequence[str]
 ) -> dict[str, list[Delayed]]:
     """Build the benchmark's one graph; each stage waits for the one before it."""
     first = workers[0] if workers else None
     out: dict[str, list[Delayed]] = {"latency": [], "streams": [], "patterns": [], "writes": []}
-    prev: Any = _on(
+    prev: Any = pinned_task(
         first,
         tasks.latency_task,
         location,
@@ -130,7 +89,7 @@ def _stage_graph(
     steps = sorted({(1, s) for s in plan.sizes} | {(lv, plan.curve_size) for lv in plan.levels})
     for level, size in steps if plan.objects else ():
         reads = plan.reads(size, requests_at(level))
-        prev = _on(
+        prev = pinned_task(
             first,
             tasks.stream_task,
             location,
@@ -145,7 +104,7 @@ def _stage_graph(
     for level in plan.levels if len(workers) > 1 and plan.objects else ():
         reads = plan.reads(plan.curve_size, requests_at(level))
         step = [
-            _on(
+            pinned_task(
                 w,
                 tasks.stream_task,
                 location,
@@ -159,9 +118,9 @@ def _stage_graph(
             for w in workers
         ]
         out["streams"].extend(step)
-        prev = _on(None, tasks.barrier, *step, name="bench-barrier")
+        prev = pinned_task(None, tasks.barrier, *step, name="bench-barrier")
     for read in plan.patterns:
-        prev = _on(
+        prev = pinned_task(
             first,
             tasks.pattern_task,
             location,
@@ -176,7 +135,7 @@ def _stage_graph(
         for size in plan.sizes:
             for level in plan.write_levels:
                 keys = plan.writes(size, level)
-                prev = _on(
+                prev = pinned_task(
                     first,
                     tasks.write_task,
                     writable,
@@ -188,7 +147,9 @@ def _stage_graph(
                 )
                 out["writes"].append(prev)
         out["cleanup"] = [
-            _on(first, tasks.remove_scratch, writable, plan.scratch, after=prev, name="bench-rm")
+            pinned_task(
+                first, tasks.remove_scratch, writable, plan.scratch, after=prev, name="bench-rm"
+            )
         ]
     return out
 
@@ -276,12 +237,12 @@ def benchmark_store(
         location = op.open(store, storage_options=storage_options)
         writable = _writable(location, store) if write else None
         hierarchy = walk_hierarchy(location, client=client, progress=progress)
-        specs = {s.path: s for s in _array_specs(hierarchy)}
+        specs = {s.path: s for s in array_specs(hierarchy.arrays)}
         token = uuid.uuid4().hex[:12]
         scratch = join_key(location.path, f".zdu-bench-{token}") if write else None
         prefixes = (location.path.strip("/"),)
         listed = op.run(
-            [_on(None, tasks.listing_task, location, prefixes, scratch, name="bench-list")]
+            [pinned_task(None, tasks.listing_task, location, prefixes, scratch, name="bench-list")]
         )[0]
         pattern_map = {
             path: resolve_patterns(patterns, spec.shape, spec.dims, strict=False)
@@ -300,7 +261,7 @@ def benchmark_store(
             token=token,
             scratch_taken=listed["scratch_taken"],
         )
-        workers = _workers(op)
+        workers = cluster_workers(op)
         graph = _stage_graph(location, writable, plan, workers)
         names = list(graph)
         flat = [d for name in names for d in graph[name]]

@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # until the loop takes over
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        ports = _start_moto(args.servers, args.host, procs)
+        # moto listens on loopback only: clients reach it through the proxy on --host
+        ports = _start_moto(args.servers, "127.0.0.1", procs)
         asyncio.run(_run_proxy(ports, args, [p.pid for p in procs]))
     except KeyboardInterrupt:
         pass

@@ -82,7 +82,9 @@ def _processes_setting(value: Any) -> bool | None:
     return _SETTINGS[key]
 
 
-def embedded_mode(locations: Iterable[Location] = (), processes: Any = None) -> EmbeddedMode:
+def embedded_mode(
+    locations: Iterable[Location] = (), processes: Any = None, workload: str | None = None
+) -> EmbeddedMode:
     """Choose threads or worker processes for an embedded cluster working on *locations*.
 
     ``auto`` picks threads in one process: measured on a 2-core machine
@@ -98,6 +100,9 @@ def embedded_mode(locations: Iterable[Location] = (), processes: Any = None) -> 
         The stores the graphs read and write (shown in the reason).
     processes
         ``True``/``False``/``"auto"``; ``None`` reads ``zarr-dask-utils.cluster.processes``.
+    workload
+        Why the operation's tasks want worker processes (``auto`` then picks them): e.g. the
+        converters' netCDF/HDF5 reads, which a per-process lock serialises across threads.
 
     Returns
     -------
@@ -108,6 +113,8 @@ def embedded_mode(locations: Iterable[Location] = (), processes: Any = None) -> 
     if setting is not None:
         key = "true" if setting else "false"
         return EmbeddedMode(setting, f"cluster.processes={key}, or --processes/--threads")
+    if workload:
+        return EmbeddedMode(True, f"cluster.processes=auto, {workload}")
     kinds = sorted({"object store" if loc.is_remote else "local" for loc in locations})
     where = " and ".join(kinds) + " stores" if kinds else "no stores"
     return EmbeddedMode(
@@ -131,6 +138,7 @@ def get_client(
     scheduler: str | None = None,
     scheduler_file: str | os.PathLike[str] | None = None,
     locations: Iterable[Location] = (),
+    workload: str | None = None,
 ) -> Iterator[Client]:
     """Yield a ``distributed.Client`` for running graphs, closing what it opened itself.
 
@@ -145,6 +153,8 @@ def get_client(
     locations
         The stores the work reads and writes; they decide threads or processes of an
         embedded cluster (see :func:`embedded_mode`).
+    workload
+        Why the tasks want worker processes (see :func:`embedded_mode`).
 
     Yields
     ------
@@ -198,7 +208,7 @@ def get_client(
             origin = "the scheduler address given"
             kwargs = {"address": scheduler}
         else:
-            mode = embedded_mode(locations)
+            mode = embedded_mode(locations, workload=workload)
             cluster = stack.enter_context(_embedded_cluster(mode.processes))
             target = "embedded LocalCluster"
             origin = f"embedded LocalCluster, {mode.label} ({mode.reason})"

@@ -13,7 +13,9 @@ whole operation (lazily, at the first graph: bad input fails before a cluster st
 in this process when a location is in memory, which worker processes cannot see; an embedded
 cluster's threads-or-processes choice sees the operation's locations), runs every
 graph in a ``zdu-<op>`` span with progress and cancellation on error, and keeps the engine line
-for the report.  It is the single place where later cross-cutting work attaches (profiling,
+for the report.  On a user's cluster it checks once, before anything is written, that the
+workers see the operation's local paths (:mod:`~zarr_dask_utils._core.compute.visibility`).
+It is the single place where later cross-cutting work attaches (profiling,
 store wrappers, download progress): :data:`OPERATION_HOOKS` are called on entry and exit.
 """
 
@@ -26,8 +28,19 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from zarr_dask_utils._core.compute.cluster import cluster_threads, get_client
+from zarr_dask_utils._core.compute.cluster import (
+    _current_client,
+    cluster_threads,
+    get_client,
+    is_embedded,
+)
 from zarr_dask_utils._core.compute.runner import GraphResult, _run_graph
+from zarr_dask_utils._core.compute.visibility import (
+    PathCheck,
+    _scheduler_address,
+    check_workers_see,
+    local_path,
+)
 from zarr_dask_utils._core.storage.locations import Location, StoreLike, resolve_location
 from zarr_dask_utils._core.storage.probe import Probe, probe_location
 
@@ -74,6 +87,8 @@ class Operation:
     name: str
     requested_client: Client | None = field(default=None, repr=False)
     progress: bool | None = None
+    # why this operation's tasks want worker processes (``embedded_mode``'s ``workload``)
+    workload: str | None = None
     parent: Operation | None = field(default=None, repr=False)
     locations: dict[str, Location] = field(default_factory=dict)
     probes: dict[str, Probe] = field(default_factory=dict, repr=False)
@@ -83,6 +98,8 @@ class Operation:
     _stack: ExitStack = field(default_factory=ExitStack, repr=False)
     _client: Client | None = field(default=None, repr=False)
     _client_started: bool = field(default=False, repr=False)
+    _unchecked: list[PathCheck] = field(default_factory=list, repr=False)
+    _checked: set[PathCheck] = field(default_factory=set, repr=False)
 
     # --- locations -------------------------------------------------------------------------
 
@@ -137,6 +154,11 @@ class Operation:
         self.locations[role] = location
         if not in_graph:
             self.client_side.add(role)
+        path = local_path(location) if in_graph else None
+        if path is not None:  # the workers of a user's cluster must see it: checked once
+            self._unchecked.append(PathCheck(path, output=not location.read_only))
+            if not location.read_only:
+                self._check_visible()  # an output: before anything is written to it
         return location
 
     def probe(self, role: str = "source") -> Probe:
@@ -166,9 +188,14 @@ class Operation:
                 self._client = self.parent.client  # a nested operation: the parent's cluster
             else:
                 self._client = self._stack.enter_context(
-                    get_client(self.requested_client, locations=self._graph_locations())
+                    get_client(
+                        self.requested_client,
+                        locations=self._graph_locations(),
+                        workload=self.workload,
+                    )
                 )
             self._client_started = True
+            self._check_visible()
         return self._client
 
     @property
@@ -205,6 +232,49 @@ class Operation:
         self.graphs += 1
         return result
 
+    def _check_visible(self) -> None:
+        """Check the local paths opened so far on the workers of a user's cluster (one request).
+
+        Nothing is sent for an embedded cluster or threads in this process (they share this
+        host's files); with no client known yet the check waits for the first graph, or, for
+        an output, connects to the configured scheduler now.
+        """
+        if not self._unchecked:
+            return
+        client = self._visibility_client()
+        if not self._unchecked:  # connecting to the scheduler checked them already
+            return
+        pending, self._unchecked = self._unchecked, []
+        if client is None:
+            if self._client_started:  # threads in this process
+                return
+            self._unchecked = pending  # the embedded cluster starts later: decided then
+            return
+        root = self
+        while root.parent is not None:
+            root = root.parent
+        todo = [c for c in dict.fromkeys(pending) if c not in root._checked]
+        if is_embedded(client) or _scheduler_address(client).startswith("inproc://"):
+            return
+        check_workers_see(client, todo)
+        root._checked.update(todo)
+
+    def _visibility_client(self) -> Client | None:
+        """The client the graphs will use if it is a user's; ``None`` for threads or embedded."""
+        if not self.shareable:
+            return None
+        if self._client_started:
+            return self._client
+        if self.requested_client is not None:
+            return self.requested_client
+        if self.parent is not None and self.parent.shareable:
+            return self.parent._visibility_client()
+        if _current_client() is not None:
+            return _current_client()
+        if _configured_scheduler():
+            return self.client  # connects (to check an output before it is written)
+        return None
+
     def _graph_locations(self) -> list[Location]:
         return [loc for role, loc in self.locations.items() if role not in self.client_side]
 
@@ -228,6 +298,7 @@ def operation(
     *,
     client: Client | None = None,
     progress: bool | None = None,
+    workload: str | None = None,
 ) -> Iterator[Operation]:
     """Enter one public operation: the single place its locations, client and graphs meet.
 
@@ -240,6 +311,10 @@ def operation(
         ``LocalCluster`` for the whole operation (see :func:`~zarr_dask_utils.get_client`).
     progress
         Show progress bars (``None``: when a human is watching).
+    workload
+        Why the tasks want worker processes (e.g. file readers holding a per-process lock):
+        an embedded cluster under ``cluster.processes=auto`` then starts them (see
+        :func:`~zarr_dask_utils._core.compute.cluster.embedded_mode`).
 
     Yields
     ------
@@ -248,7 +323,9 @@ def operation(
     parent = _CURRENT.get()
     if progress is None and parent is not None:
         progress = parent.progress
-    op = Operation(name, requested_client=client, progress=progress, parent=parent)
+    op = Operation(
+        name, requested_client=client, progress=progress, parent=parent, workload=workload
+    )
     token = _CURRENT.set(op)
     try:
         with ExitStack() as hooks:
@@ -258,6 +335,16 @@ def operation(
     finally:
         _CURRENT.reset(token)
         op.close()
+
+
+def _configured_scheduler() -> bool:
+    import os
+
+    import dask.config
+
+    return bool(
+        dask.config.get("scheduler-address", None) or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    )
 
 
 def current_operation() -> Operation | None:

@@ -387,12 +387,11 @@ def decode_direct(
     """
     store = array.store_path.store
     base = array.store_path.path
-    coords = [grid.coords(i) for i in indices]
-    rel_keys = [grid.key(c) for c in coords]
+    rel_keys = [grid.key(grid.coords(i)) for i in indices]
     decoder = DirectDecoder(chain)
     summary = result.stats.setdefault(key_prefix, ArrayStats()) if stats else None
     stream = stream_objects(store, [join_key(base, k) for k in rel_keys], depth=depth)
-    for c, rel, raw in zip(coords, rel_keys, stream, strict=True):
+    for i, rel, raw in zip(indices, rel_keys, stream, strict=True):
         if raw is None:
             result.add_missing(join_key(key_prefix, rel))
             continue
@@ -405,6 +404,6 @@ def decode_direct(
         result.decoded += 1
         result.decoded_bytes += chain.nbytes
         if summary is not None:
-            region = grid.region(c)
+            region = grid.region(grid.coords(i))
             values = decoder.values(flat)
             summary.add(values[tuple(slice(0, r.stop - r.start) for r in region)])

@@ -19,6 +19,7 @@ __all__ = [
     "largest_first",
     "partition_keys",
     "plan_batches",
+    "two_rounds",
 ]
 
 
@@ -61,6 +62,29 @@ def batch_bounds(total: int, batch_bytes: int, parallelism: int = 1) -> list[int
         cuts = [a + (b - a) * k // 4 for a, b in itertools.pairwise(tail) for k in (2, 3)]
         bounds = head + sorted(cuts + tail[1:])
     return bounds
+
+
+def two_rounds(total: int, batch_bytes: int, parallelism: int) -> int:
+    """The batch size to plan *total* bytes with: at least two rounds per thread when possible.
+
+    A scan smaller than two full rounds of *batch_bytes* per thread would run as one batch per
+    thread, so a thread held up by something else (the listing that runs beside the scan)
+    leaves the others idle at the end.  Two rounds let :func:`batch_bounds` cut the last one
+    into pieces the free threads take; batches never shrink below an eighth of *batch_bytes*
+    (each task costs a scheduling round trip and opening the array).
+
+    Examples
+    --------
+    >>> two_rounds(256, 128, parallelism=2)  # 4 batches of 64, the last round cut
+    64
+    >>> two_rounds(2048, 128, parallelism=2), two_rounds(40, 128, parallelism=2)
+    (128, 16)
+    >>> two_rounds(256, 128, parallelism=1)
+    128
+    """
+    if parallelism <= 1:
+        return batch_bytes
+    return max(min(batch_bytes, total // (2 * parallelism)), batch_bytes // 8, 1)
 
 
 def aligned_block(

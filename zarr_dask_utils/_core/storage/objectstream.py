@@ -101,27 +101,34 @@ class StreamSettings:
 
 
 def _read_file(path: str, buf: bytearray) -> tuple[bytearray, int] | None:
-    """Read the whole file *path* into *buf* (grown when too small); ``None``: no such file."""
+    """Read the whole file *path* into *buf* (grown when too small); ``None``: no such file.
+
+    Plain ``os`` calls on a file descriptor (no file object, no ``fstat`` while *buf* has
+    room): open, read until a read returns nothing, close.  Sized from the file when *buf*
+    fills; one spare byte tells a file that grew while it was read.
+    """
     try:
-        f = open(path, "rb", buffering=0)  # noqa: SIM115 - closed below, kept out of the hot path
+        fd = os.open(path, os.O_RDONLY)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        if size + 1 > len(buf):  # one spare byte tells a file that grew while we read
+    try:
+        if len(buf) < 2:
+            size = os.fstat(fd).st_size
             buf = bytearray(size + size // 4 + 1)
         view = memoryview(buf)
         done = 0
         while True:
-            n = f.readinto(view[done:])
+            n = os.readv(fd, [view[done:]])
             if not n:
-                break
+                return buf, done
             done += n
-            if done == len(buf):  # grew past the spare room: read the rest into a new buffer
-                bigger = bytearray(2 * len(buf))
+            if done == len(buf):  # full: grow to the file's size (or double), read the rest
+                size = os.fstat(fd).st_size
+                bigger = bytearray(max(2 * len(buf), size + size // 4 + 1))
                 bigger[:done] = buf
                 buf, view = bigger, memoryview(bigger)
-        return buf, done
+    finally:
+        os.close(fd)
 
 
 def _timed_read_file(path: str, buf: bytearray) -> tuple[_Got, float, float]:

@@ -20,6 +20,7 @@ from zarr_dask_utils._core.errors import InvalidOptionError
 __all__ = [
     "ENGINES",
     "ENGINE_OPTION",
+    "choose_engine",
     "obstore_available",
     "obstore_config",
     "open_obstore",
@@ -78,6 +79,40 @@ def split_engine(options: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
             "default) or 'obstore' (pip install 'zarr-dask-utils[s3]')."
         )
     return engine, rest
+
+
+def choose_engine(url: str, options: Mapping[str, Any] | None) -> tuple[dict[str, Any], str]:
+    """*options* with the engine an ``s3://`` *url* should use, and why (for the report).
+
+    The storage option ``zdu_engine`` wins when given.  Otherwise obstore is chosen when it is
+    installed and takes every option given (it moves several times more small requests per
+    core than s3fs); s3fs stays when obstore is missing or an option has no obstore
+    equivalent.  Other URLs are returned unchanged with an empty reason.
+
+    Examples
+    --------
+    >>> choose_engine("s3://b/x.zarr", {"zdu_engine": "s3fs"})
+    ({'zdu_engine': 's3fs'}, "s3fs (storage option zdu_engine='s3fs')")
+    >>> choose_engine("/data/x.zarr", None)
+    ({}, '')
+    """
+    opts = dict(options or {})
+    if not url.startswith(("s3://", "s3a://")):
+        return opts, ""
+    if ENGINE_OPTION in opts:
+        engine = split_engine(opts)[0]
+        return opts, f"{engine} (storage option {ENGINE_OPTION}={engine!r})"
+    if not url.startswith("s3://"):
+        return opts, "s3fs (the default for s3a:// URLs)"
+    if not obstore_available():
+        return opts, "s3fs (obstore is not installed: pip install 'zarr-dask-utils[s3]')"
+    try:
+        obstore_config(url, opts)
+    except InvalidOptionError:
+        unknown = sorted(set(opts) - set(_RENAMED) - _S3FS_ONLY - {"anon", "client_kwargs"})
+        return opts, f"s3fs (obstore takes no {', '.join(unknown) or 'client_kwargs'})"
+    opts[ENGINE_OPTION] = "obstore"
+    return opts, f"obstore (installed: chosen automatically; {ENGINE_OPTION}='s3fs' forces s3fs)"
 
 
 def obstore_config(url: str, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -147,4 +182,32 @@ def open_obstore(url: str, options: Mapping[str, Any], *, read_only: bool) -> St
         ) from err
     cfg = obstore_config(url, options)
     bucket = cfg.pop("bucket")
+    if "access_key_id" in cfg and "secret_access_key" in cfg:
+        cfg["credential_provider"] = _StaticCredentials(
+            cfg.pop("access_key_id"), cfg.pop("secret_access_key"), cfg.pop("session_token", None)
+        )
     return ObjectStore(S3Store(bucket, **cfg), read_only=read_only)
+
+
+class _StaticCredentials:
+    """The key, secret and token given, and nothing from the environment.
+
+    obstore fills credentials it was not given from ``AWS_*`` environment variables, so a key
+    and secret passed with an ambient ``AWS_SESSION_TOKEN`` would be sent with that token
+    and refused (``InvalidToken``); s3fs (botocore) uses given credentials as a set.  A
+    credential provider makes obstore do the same.
+    """
+
+    def __init__(self, key: str, secret: str, token: str | None) -> None:
+        self._credential = {
+            "access_key_id": key,
+            "secret_access_key": secret,
+            "token": token,
+            "expires_at": None,
+        }
+
+    def __call__(self) -> dict[str, Any]:
+        return self._credential
+
+    def __repr__(self) -> str:  # never show the secret
+        return "_StaticCredentials(<redacted>)"

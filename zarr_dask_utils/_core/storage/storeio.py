@@ -46,6 +46,8 @@ _UNREACHABLE_TYPES = (
     "ServerDisconnectedError",
     "ConnectionClosedError",
 )
+#: obstore (``zdu_engine="obstore"``) reports a refused or dead endpoint only in its text
+_OBSTORE_UNREACHABLE = "HTTP error: error sending request"
 
 
 def translate_storage_error(exc: BaseException, where: str) -> ZarrDaskUtilsError | None:
@@ -87,10 +89,14 @@ def translate_storage_error(exc: BaseException, where: str) -> ZarrDaskUtilsErro
                 "(key/secret or profile in storage_options, AWS_* environment variables) and "
                 "that they allow listing and reading this bucket and prefix."
             )
-        if name in _UNREACHABLE_TYPES or (
-            isinstance(err, OSError)
-            and not isinstance(err, FileNotFoundError)
-            and err.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ETIMEDOUT)
+        if (
+            name in _UNREACHABLE_TYPES
+            or _OBSTORE_UNREACHABLE in text
+            or (
+                isinstance(err, OSError)
+                and not isinstance(err, FileNotFoundError)
+                and err.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ETIMEDOUT)
+            )
         ):
             return EndpointUnreachableError(
                 f"Could not reach the storage endpoint for {where} ({name}: {text}). Check "

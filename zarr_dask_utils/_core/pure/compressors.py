@@ -1,17 +1,16 @@
 """Name a target compressor in one word: ``zstd:3``, ``blosc-zstd``, ``gzip``, ``none``.
 
-``zdu rechunk --compressor NAME[:LEVEL]`` and ``rechunk_array(compressors="zstd:3")`` use the
-same names; the codec objects are made for the target's format (numcodecs for format 2,
-``zarr.codecs`` for format 3), so one name works for both.
+``zdu rechunk --compressor NAME[:LEVEL]``, ``rechunk_array(compressors="zstd:3")`` and the
+converters (``netcdf_to_zarr(compressor=...)``, the netCDF compression they translate) use the
+same names.  This pure module parses them; :func:`zarr_dask_utils._core.compressors.compressors_for`
+makes the codec objects for the target's format.
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 from zarr_dask_utils._core.errors import InvalidOptionError
 
-__all__ = ["COMPRESSOR_NAMES", "compressors_for", "parse_compressor"]
+__all__ = ["COMPRESSOR_NAMES", "parse_compressor"]
 
 #: Accepted names → default level.  ``blosc-*`` use byte shuffle.
 COMPRESSOR_NAMES: dict[str, int | None] = {
@@ -54,31 +53,3 @@ def parse_compressor(text: str) -> tuple[str, int | None]:
             "'none' takes no level."
         )
     return name, int(level)
-
-
-def compressors_for(text: str, zarr_format: int) -> tuple[Any, ...]:
-    """The codec objects of *text* (see :func:`parse_compressor`) for a *zarr_format* array.
-
-    ``()`` for ``none`` (zarr writes the chunks uncompressed).
-    """
-    name, level = parse_compressor(text)
-    if name == "none":
-        return ()
-    level = int(level or 0)  # every name but "none" has a default level
-    if zarr_format == 2:
-        import numcodecs
-
-        if name == "zstd":
-            return (numcodecs.Zstd(level=level),)
-        if name == "gzip":
-            return (numcodecs.GZip(level=level),)
-        cname = name.removeprefix("blosc-")
-        return (numcodecs.Blosc(cname=cname, clevel=level, shuffle=numcodecs.Blosc.SHUFFLE),)
-    from zarr.codecs import BloscCodec, GzipCodec, ZstdCodec
-
-    if name == "zstd":
-        return (ZstdCodec(level=level),)
-    if name == "gzip":
-        return (GzipCodec(level=level),)
-    cname = name.removeprefix("blosc-")
-    return (BloscCodec(cname=cast("Any", cname), clevel=level, shuffle="shuffle"),)
