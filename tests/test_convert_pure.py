@@ -159,11 +159,3 @@ def test_conversions_ask_the_embedded_cluster_for_processes(setting, processes):
     if processes:
         assert "per-process lock" in mode.reason  # the report's engine line says why
     assert embedded_mode(processes="auto").processes is False  # other work keeps threads
-
-
-def test_allocator_is_tuned_once_per_process():
-    from zarr_dask_utils.convert.tasks import tune_allocator
-
-    first = tune_allocator()
-    assert first is True  # glibc here: region buffers come from the heap from now on
-    assert tune_allocator() is first  # once per process

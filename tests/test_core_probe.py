@@ -305,3 +305,27 @@ def test_a_failed_request_cancels_the_others():
         sync(concurrent_map([(i,) for i in range(4)], one, limit=4))
     assert sorted(cancelled) == [1, 2, 3]
     assert sync(concurrent_map([(0, "a"), (0, "b")], asyncio.sleep, limit=1)) == ["a", "b"]
+
+
+def test_unreachable_endpoint_on_a_port_that_reads_403():
+    # make test failed once: port 40359 in the message made "403" read as access denied
+    port = None
+    for candidate in range(40300, 40400):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            port = candidate
+            break
+    assert port is not None
+    options = {
+        "key": "k",
+        "secret": "s",
+        "endpoint_url": f"http://127.0.0.1:{port}",
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+    }
+    with pytest.raises(EndpointUnreachableError, match="Could not reach") as info:
+        open_node("s3://some-bucket/store.zarr", storage_options=options)
+    assert info.value.kind == "endpoint-unreachable"
+    assert f":{port}" in str(info.value)

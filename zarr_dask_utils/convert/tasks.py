@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from zarr_dask_utils._core.compute.runner import task_name
+from zarr_dask_utils._core.decoding.scratch import keep_scratch_memory
 from zarr_dask_utils._core.pure.keys import join_key
+from zarr_dask_utils._core.storage.heap import heap_allocations
 from zarr_dask_utils._core.storage.locations import Location
 from zarr_dask_utils._core.storage.markers import MARKER_PREFIX
 from zarr_dask_utils._core.storage.storeio import storage_errors, write_keys
@@ -30,36 +32,12 @@ from zarr_dask_utils.convert.progress import report_region_done
 __all__ = ["RegionTasks", "done_key", "region_tasks", "write_block", "write_region"]
 
 
-#: glibc ``mallopt`` parameters set once per worker process (see :func:`tune_allocator`).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-_ALLOCATOR_TUNED: list[bool] = []
-
-
-def tune_allocator(trim: int = 64 * 2**20, mmap: int = 32 * 2**20) -> bool:
-    """Let glibc reuse region-sized buffers in this process instead of mapping each anew.
-
-    Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``, which also pins the
-    mmap threshold: every buffer above 128 KiB (each region's decoded block, blosc's shuffle
-    and output buffers) is a fresh ``mmap`` whose pages fault in one by one.  Measured on
-    ``bench_convert``'s regions (8 MiB, blosc-zstd:4): 0.14 s per region with that setting,
-    0.08-0.09 s without it or after this call.  Buffers up to *mmap* bytes now come from the heap
-    and freed heap above *trim* bytes is still returned, so memory stays bounded.  Once per
-    process; ``False`` where glibc's ``mallopt`` is not available (not Linux/glibc).
-    """
-    if _ALLOCATOR_TUNED:
-        return _ALLOCATOR_TUNED[0]
-    ok = False
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        ok = bool(libc.mallopt(_M_TRIM_THRESHOLD, trim)) and bool(
-            libc.mallopt(_M_MMAP_THRESHOLD, mmap)
-        )
-    except (OSError, AttributeError):  # pragma: no cover - not glibc
-        ok = False
-    _ALLOCATOR_TUNED.append(ok)
-    return ok
+#: Region buffers (8 MiB blocks, blosc's shuffle and output buffers) served from the heap while
+#: a region task writes: Dask's nanny starts workers with ``MALLOC_TRIM_THRESHOLD_=65536``,
+#: which pins glibc's mmap threshold at 128 KiB, so each buffer would be a fresh ``mmap``.
+#: Raised only for the duration of the task, and put back after it (the worker's memory
+#: settings stay as its owner chose them).
+REGION_HEAP = 32 * 2**20
 
 
 def done_key(group: int, variable: int, block: int) -> str:
@@ -112,13 +90,13 @@ def write_block(
     block_info: Mapping[Any, Any] | None = None,
 ) -> np.ndarray[Any, Any]:
     """:func:`write_region` as a ``map_blocks`` function: the result in a 1-element array."""
-    tune_allocator()  # for the next regions of this worker (this one is read already)
     info = (block_info or {})[0]
     region = [tuple(r) for r in info["array-location"]]
     number = int(np.ravel_multi_index(info["chunk-location"], numblocks))
     marker = done_key(ids[0], ids[1], number)
     out = np.empty((1,) * len(numblocks), dtype=object)
-    out.flat[0] = write_region(block, target, array_path, region, marker, topic, verify)
+    with heap_allocations(REGION_HEAP), keep_scratch_memory(2 * REGION_HEAP):
+        out.flat[0] = write_region(block, target, array_path, region, marker, topic, verify)
     return out
 
 

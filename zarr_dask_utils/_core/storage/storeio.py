@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -39,6 +40,10 @@ __all__ = [
 ]
 
 _DENIED_WORDS = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "Forbidden", "403")
+#: the words as a pattern; "403" only as a status code, never inside a number such as a port
+_DENIED = re.compile(
+    "|".join(r"(?<![\w.:])403(?!\w)" if w == "403" else re.escape(w) for w in _DENIED_WORDS)
+)
 _UNREACHABLE_TYPES = (
     "EndpointConnectionError",
     "ConnectTimeoutError",
@@ -71,7 +76,21 @@ def translate_storage_error(exc: BaseException, where: str) -> ZarrDaskUtilsErro
                 "(key/secret, or profile) or --storage-option key=... --storage-option secret=..., "
                 "set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use anon=True for public data."
             )
-        if isinstance(err, PermissionError) or any(w in text for w in _DENIED_WORDS):
+        # before the denied words: an endpoint URL's port may read 403 (127.0.0.1:40359)
+        if (
+            name in _UNREACHABLE_TYPES
+            or _OBSTORE_UNREACHABLE in text
+            or (
+                isinstance(err, OSError)
+                and not isinstance(err, FileNotFoundError)
+                and err.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ETIMEDOUT)
+            )
+        ):
+            return EndpointUnreachableError(
+                f"Could not reach the storage endpoint for {where} ({name}: {text}). Check "
+                "endpoint_url in storage_options, the network, and that the service is running."
+            )
+        if isinstance(err, PermissionError) or _DENIED.search(text):
             if "read-only" in text or "read only" in text:
                 return ReadOnlyStoreError(
                     f"{where} is read-only, but this operation writes to it ({text}). Open it "
@@ -88,19 +107,6 @@ def translate_storage_error(exc: BaseException, where: str) -> ZarrDaskUtilsErro
                 f"Access to {where} was denied ({name}: {text}). Check the credentials "
                 "(key/secret or profile in storage_options, AWS_* environment variables) and "
                 "that they allow listing and reading this bucket and prefix."
-            )
-        if (
-            name in _UNREACHABLE_TYPES
-            or _OBSTORE_UNREACHABLE in text
-            or (
-                isinstance(err, OSError)
-                and not isinstance(err, FileNotFoundError)
-                and err.errno in (errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ETIMEDOUT)
-            )
-        ):
-            return EndpointUnreachableError(
-                f"Could not reach the storage endpoint for {where} ({name}: {text}). Check "
-                "endpoint_url in storage_options, the network, and that the service is running."
             )
         if name == "NoSuchBucket" or "NoSuchBucket" in text or "bucket does not exist" in text:
             return StoreNotFoundError(
