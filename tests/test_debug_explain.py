@@ -7,6 +7,7 @@ on loopback, or a closed port), xarray or fsspec, then checks the explanation's 
 from __future__ import annotations
 
 import json
+import os
 import socket
 import warnings
 from collections.abc import Callable
@@ -248,6 +249,25 @@ def _local_permission_denied(c: Ctx) -> None:
         zarr.open_group(c.p("new.zarr"), mode="w")
 
 
+def _worker_died(c: Ctx) -> None:
+    # a task that kills its worker process, on a cluster of its own that allows no retries
+    import dask
+    from distributed import Client, LocalCluster
+
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.submit(os._exit, 1, pure=False).result(timeout=120)
+
+
 def _s3_access_denied(c: Ctx) -> None:
     server = c.request.getfixturevalue("s3_auth_server")
     options = {**server.storage_options(secret="wrong-secret"), "skip_instance_cache": True}
@@ -313,6 +333,7 @@ CASES: list[tuple[str, Callable[[Ctx], None], str]] = [
     ("protocol-unknown", _protocol_unknown, "protocol-unknown"),
     ("options-unused", _storage_options_unused, "storage-options-unused"),
     ("local-denied", _local_permission_denied, "local-permission-denied"),
+    pytest.param("worker-died", _worker_died, "worker-died", marks=pytest.mark.slow),
     pytest.param("s3-no-bucket", _s3_no_bucket, "s3-no-such-bucket", marks=pytest.mark.s3),
     pytest.param("s3-unreachable", _s3_unreachable, "endpoint-unreachable", marks=pytest.mark.s3),
     pytest.param("s3-denied", _s3_access_denied, "s3-access-denied", marks=pytest.mark.s3),

@@ -386,6 +386,21 @@ RULES: tuple[ErrorRule, ...] = (
         "Run `zdu check STORE --deep` to name every damaged chunk, then rewrite them from the "
         "source or a good copy (`zdu compare` finds one that matches).",
     ),
+    # --- the cluster ---------------------------------------------------------------------------
+    ErrorRule(
+        "worker-died",
+        ("distributed.scheduler.KilledWorker", "KilledWorker"),
+        "",
+        "Dask workers died while running one of the operation's tasks, as often as the "
+        "scheduler allows (distributed.scheduler.allowed-failures), so the job stopped.",
+        "A worker ran out of memory and was killed (the nanny at its memory limit, or the "
+        "operating system), its host went away (a batch job's walltime, preemption, a lost "
+        "node), or native code in the task crashed the process.",
+        "Look at the workers' logs and the dashboard's memory for the task named above; give "
+        "workers more memory or make tasks smaller (`zdu rechunk --max-mem`), then run the same "
+        "command again: rechunk, convert and download resume from their completion markers and "
+        "do not redo finished work.",
+    ),
     # --- last: broad patterns -------------------------------------------------------------
     ErrorRule(
         "chunk-decode-failed",
