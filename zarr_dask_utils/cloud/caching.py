@@ -245,13 +245,19 @@ class CachingStore(WrapperStore[Store]):
             return entry, "hit"
         if state.disk is None:
             return None
-        entry = await asyncio.to_thread(
-            state.disk.get, state.namespace, key, self._clock(), self._ttl
-        )
-        if entry is None:
-            return None
-        state.memory.put(key, entry)
-        return entry, "disk_hit"
+        # a ticket, as for a fetch: a write through the store while the disk tier is read must
+        # not let the (then stale) disk entry be promoted into memory afterwards
+        ticket = state.begin_fetch()
+        try:
+            entry = await asyncio.to_thread(
+                state.disk.get, state.namespace, key, self._clock(), self._ttl
+            )
+            if entry is None:
+                return None
+            state.keep(key, entry, ticket)
+            return entry, "disk_hit"
+        finally:
+            state.end_fetch()
 
     async def get(
         self, key: str, prototype: BufferPrototype, byte_range: ByteRequest | None = None
