@@ -23,19 +23,11 @@ from uuid import uuid4
 import pytest
 
 from zarr_dask_utils import open_store
+from zarr_dask_utils.testing.multihost import AWS_TEST_ENV
 
-# Credentials every test sees: the machine's own AWS settings must never leak into a test run.
-_AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_CONFIG_FILE": os.devnull,
-    "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-    # botocore would otherwise ask the (unreachable) EC2 metadata service for credentials.
-    "AWS_EC2_METADATA_DISABLED": "true",
-}
+# Credentials every test sees: the machine's own AWS settings must never leak into a test run
+# (the same dummy settings the multi-host test cluster gives its processes).
+_AWS_ENV = AWS_TEST_ENV
 _AWS_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
 
 
@@ -269,9 +261,9 @@ def multihost(tmp_path_factory: pytest.TempPathFactory, _aws_environment: None) 
     in its own network namespace.  Skips where namespaces cannot be made.  Do not cut or kill
     its hosts: destructive tests build their own ``MultiHostCluster``.
     """
-    from zarr_dask_utils.testing.multihost import MultiHostCluster, namespaces_unavailable
+    from zarr_dask_utils.testing.multihost import MultiHostCluster, namespaces_skip_reason
 
-    reason = namespaces_unavailable()
+    reason = namespaces_skip_reason()
     if reason is not None:
         pytest.skip(reason)
     with MultiHostCluster(tmp_path_factory.mktemp("multihost")) as cluster:

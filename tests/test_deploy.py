@@ -22,6 +22,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import dask_jobqueue  # noqa: F401  # extra deploy, part of [all]: a missing install fails here
+import kubernetes_validate  # noqa: F401  # (the recipes under test import them)
 import psutil
 import pytest
 import yaml
@@ -32,8 +34,6 @@ from zarr_dask_utils.testing import deploy as deploy_steps
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
-pytest.importorskip("dask_jobqueue", reason="needs zarr-dask-utils[deploy]")
-pytest.importorskip("kubernetes_validate", reason="needs zarr-dask-utils[deploy]")
 
 
 def _module(path: Path) -> ModuleType:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -26,9 +25,9 @@ import zarr
 from zarr_dask_utils import open_store
 from zarr_dask_utils.testing.builders import build_sample_hierarchy
 from zarr_dask_utils.testing.cli_runner import ZduResult, run_zdu
-from zarr_dask_utils.testing.multihost import MultiHostCluster, namespaces_unavailable
+from zarr_dask_utils.testing.multihost import MultiHostCluster, namespaces_skip_reason
 
-_UNAVAILABLE = namespaces_unavailable()
+_UNAVAILABLE = namespaces_skip_reason()
 pytestmark = [
     pytest.mark.cluster,
     pytest.mark.s3,
@@ -234,7 +233,6 @@ def test_demo_script_sets_up_runs_and_tears_down():
     assert not [ns for ns in namespaces if ns in left]
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
 def test_demo_script_explains_when_namespaces_are_not_allowed():
     """In a user namespace (root there, no real CAP_SYS_ADMIN) `ip netns add` is refused."""
     done = subprocess.run(

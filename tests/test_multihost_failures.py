@@ -25,12 +25,12 @@ import zarr
 
 from zarr_dask_utils import ConcurrentModificationError, ZarrDaskUtilsError
 from zarr_dask_utils.testing.cli_runner import run_zdu
-from zarr_dask_utils.testing.multihost import MultiHostCluster, namespaces_unavailable
+from zarr_dask_utils.testing.multihost import MultiHostCluster, namespaces_skip_reason
 from zarr_dask_utils.testing.multihost_tasks import hold_then_write, pieces, write_rows
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
-_UNAVAILABLE = namespaces_unavailable()
+_UNAVAILABLE = namespaces_skip_reason()
 needs_namespaces = pytest.mark.skipif(_UNAVAILABLE is not None, reason=str(_UNAVAILABLE))
 
 LEASE_ENV = {  # a 2 s lease: a cut-off holder loses its locks quickly

@@ -199,6 +199,7 @@ class _Copier:
                 algorithm=self.settings.algorithm,
                 hold=budget.hold,
                 limit=self.limit,
+                verify=self.settings.verify,
             )
         else:
             async with budget.hold(size), self.limit:

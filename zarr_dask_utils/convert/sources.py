@@ -53,7 +53,11 @@ class SourceFile:
     @property
     def is_remote(self) -> bool:
         """Whether the file is a URL read through fsspec (not a local path)."""
-        return "://" in self.path and not self.path.startswith("file://")
+        return _is_remote(self.path)
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
 
 
 def detect_kind(head: bytes) -> str | None:
@@ -165,8 +169,8 @@ def expand_sources(
                 f"Input {path!r} is {what}, not {' or '.join(kinds)} (identified by its first "
                 "bytes). Remove it from the inputs, or re-download it if it was truncated."
             )
-        remote = "://" in path and not path.startswith("file://")
-        out.append(SourceFile(path, kind, size, dict(storage_options or {}) if remote else None))
+        options = dict(storage_options or {}) if _is_remote(path) else None
+        out.append(SourceFile(path, kind, size, options))
     return out
 
 

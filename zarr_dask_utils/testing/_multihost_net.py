@@ -73,6 +73,28 @@ def namespaces_unavailable() -> str | None:
     return None
 
 
+def namespaces_skip_reason() -> str | None:
+    """Why tests of several hosts cannot run here (``None``: they run); for ``pytest.skip``.
+
+    Only a process that is not root skips.  As root (as CI runs) a missing ``ip`` command or a
+    refused ``ip netns add`` is an error, not a skip: it would silently hide those tests.
+
+    Raises
+    ------
+    RuntimeError
+        This process is root but network namespaces cannot be made.
+    """
+    if os.geteuid() != 0:
+        return "network namespaces need root (`ip netns add` as uid 0); this process is not root"
+    reason = namespaces_unavailable()
+    if reason is not None:
+        raise RuntimeError(
+            f"running as root, but {reason}: install iproute2 and allow network namespaces "
+            "(the multi-host tests need them)"
+        )
+    return None
+
+
 _STATE = Path("/run/zdu-multihost")
 """One file per live :class:`Network` (owner pid, names), so a later one can sweep leftovers."""
 

@@ -38,9 +38,20 @@ from pathlib import Path
 from typing import IO, Any
 from uuid import uuid4
 
-from zarr_dask_utils.testing._multihost_net import Host, Network, namespaces_unavailable
+from zarr_dask_utils.testing._multihost_net import (
+    Host,
+    Network,
+    namespaces_skip_reason,
+    namespaces_unavailable,
+)
 
-__all__ = ["AWS_TEST_ENV", "Host", "MultiHostCluster", "namespaces_unavailable"]
+__all__ = [
+    "AWS_TEST_ENV",
+    "Host",
+    "MultiHostCluster",
+    "namespaces_skip_reason",
+    "namespaces_unavailable",
+]
 
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

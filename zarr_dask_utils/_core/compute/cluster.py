@@ -41,6 +41,7 @@ from zarr_dask_utils._core.storage.trace import attached
 __all__ = [
     "EmbeddedMode",
     "cluster_threads",
+    "configured_scheduler_address",
     "describe_client",
     "embedded_mode",
     "get_client",
@@ -187,9 +188,7 @@ def get_client(
             with attached(current), use_codec_pipeline(current):
                 yield current
             return
-        scheduler = dask.config.get("scheduler-address", None) or os.environ.get(
-            "DASK_SCHEDULER_ADDRESS"
-        )
+        scheduler = configured_scheduler_address()
     timeout = parse_timedelta(get_option("cluster.connect-timeout"))
     with ExitStack() as stack:
         if scheduler_file is not None:
@@ -270,6 +269,12 @@ def _embedded_cluster(processes: bool = True) -> Iterator[LocalCluster]:
         silence_logs=logging.ERROR,
     ) as cluster:
         yield cluster
+
+
+def configured_scheduler_address() -> str | None:
+    """The scheduler named by dask config ``scheduler-address`` or ``DASK_SCHEDULER_ADDRESS``."""
+    address = dask.config.get("scheduler-address", None) or os.environ.get("DASK_SCHEDULER_ADDRESS")
+    return str(address) if address else None
 
 
 def is_embedded(client: Client) -> bool:

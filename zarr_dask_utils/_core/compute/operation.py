@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from zarr_dask_utils._core.compute.cluster import (
     _current_client,
     cluster_threads,
+    configured_scheduler_address,
     get_client,
     is_embedded,
 )
@@ -269,9 +270,10 @@ class Operation:
             return self.requested_client
         if self.parent is not None and self.parent.shareable:
             return self.parent._visibility_client()
-        if _current_client() is not None:
-            return _current_client()
-        if _configured_scheduler():
+        current = _current_client()
+        if current is not None:
+            return current
+        if configured_scheduler_address():
             return self.client  # connects (to check an output before it is written)
         return None
 
@@ -335,16 +337,6 @@ def operation(
     finally:
         _CURRENT.reset(token)
         op.close()
-
-
-def _configured_scheduler() -> bool:
-    import os
-
-    import dask.config
-
-    return bool(
-        dask.config.get("scheduler-address", None) or os.environ.get("DASK_SCHEDULER_ADDRESS")
-    )
 
 
 def current_operation() -> Operation | None:

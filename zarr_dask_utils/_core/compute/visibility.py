@@ -41,6 +41,7 @@ from zarr.storage import FsspecStore, LocalStore
 
 from zarr_dask_utils._core.errors import StoreNotVisibleError
 from zarr_dask_utils._core.storage.locations import Location, _unwrap
+from zarr_dask_utils._core.storage.outputs import PROBE_PREFIX  # listings and checks skip it
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -52,7 +53,6 @@ logger = logging.getLogger(__name__)
 #: Root documents whose identity makes up a store's fingerprint.
 _ROOT_DOCUMENTS = ("zarr.json", ".zgroup", ".zarray", ".zattrs", ".zmetadata")
 _HASHED_BYTES = 65536
-_PROBE_PREFIX = ".zdu-probe-"  # the prefix outputs.py uses: listings and checks skip it
 
 _SENT = [0]  # requests sent by this process (tests assert the cost)
 
@@ -181,7 +181,7 @@ def _probes(checks: Sequence[PathCheck]) -> Iterator[list[tuple[Any, ...] | None
             if check.output:
                 folder = _existing_folder(check.path)
                 token = uuid.uuid4().hex
-                probe = os.path.join(folder, f"{_PROBE_PREFIX}{token[:12]}")
+                probe = os.path.join(folder, f"{PROBE_PREFIX}{token[:12]}")
                 try:
                     Path(probe).write_text(token)
                 except OSError:  # the client cannot write: the write probe says so later
