@@ -13,6 +13,7 @@ quantised noise) holding ``--size`` bytes of data in total (the issue asks for 0
   codec ours chose, single-threaded: blosc's own threads off) / cores.
 
 Prints seconds, MB/s, the ratios ours / ideal (goal ≤ 1.2) and ours / xarray + Dask threads,
+CPU seconds of ours (workers + client) against the ideal's (a ratio other load hardly moves),
 peak worker memory of ours (``MemorySampler``), and the load average before and after.
 
 Run:  .venv/bin/python benchmarks/bench_convert.py [--size 512MiB] [--files 8] [--workers 2]
@@ -69,8 +70,10 @@ def timed(func):  # type: ignore[no-untyped-def]
     return time.perf_counter() - t0, out
 
 
-def ideal_seconds(paths: list[str], compressor: str, cores: int) -> tuple[float, float, float]:
-    """(decode s, encode s, ideal s): single-threaded decode of the files + encode, / cores."""
+def ideal_seconds(
+    paths: list[str], compressor: str, cores: int
+) -> tuple[float, float, float, float]:
+    """(decode s, encode s, ideal s, CPU s): one-thread decode of the files + encode, / cores."""
     import netCDF4
     import numcodecs
 
@@ -79,6 +82,7 @@ def ideal_seconds(paths: list[str], compressor: str, cores: int) -> tuple[float,
     (codec,) = compressors_for(compressor, 2)  # numcodecs object: encode in this thread
     numcodecs.blosc.use_threads = False  # one core: blosc's own threads would use both
     decode = encode = 0.0
+    cpu = time.process_time()
     for p in paths:
         with netCDF4.Dataset(p) as nc:
             var = nc["t2m"]
@@ -90,7 +94,7 @@ def ideal_seconds(paths: list[str], compressor: str, cores: int) -> tuple[float,
         for block in np.array_split(data, max(1, data.shape[0] // 16)):
             codec.encode(np.ascontiguousarray(block))
         encode += time.perf_counter() - t0
-    return decode, encode, (decode + encode) / cores
+    return decode, encode, (decode + encode) / cores, time.process_time() - cpu
 
 
 def main() -> None:
@@ -131,12 +135,15 @@ def main() -> None:
     ):  # fmt: skip
         netcdf_to_zarr(paths[:1], fresh("warm.zarr"), client=client, progress=False)  # imports
         sampler = MemorySampler()
+        workers_cpu, client_cpu = client.run(time.process_time), time.process_time()
         with sampler.sample("ours", client=client, measure="process"):
             results["ours"], report = timed(
                 lambda: netcdf_to_zarr(
                     paths, fresh("ours.zarr"), client=client, progress=False, verify=False
                 )
             )
+        client_cpu = time.process_time() - client_cpu  # CPU seconds: robust to other load
+        workers_cpu = sum(t - workers_cpu[w] for w, t in client.run(time.process_time).items())
         peak = float(sampler.to_pandas().max().iloc[0])
         results["ours-verified"], _ = timed(  # the default for jobs up to 2 GiB
             lambda: netcdf_to_zarr(
@@ -144,7 +151,12 @@ def main() -> None:
             )
         )
         engine_line = f"reader: {report.reader}\n  engine: {report.engine}"
-        compressor = next(v["compressor"] for v in report.variables if v["path"] == "t2m")
+        row = next(v for v in report.variables if v["path"] == "t2m")
+        compressor = row["compressor"]
+        layout_line = (
+            f"regions: {report.regions_written} of {tuple(row['region'])} "
+            f"(chunks {tuple(row['chunks'])}, netCDF chunks one step)"
+        )
 
     with xr.set_options(use_new_combine_kwarg_defaults=True):
 
@@ -159,7 +171,8 @@ def main() -> None:
                     fresh("threads.zarr"), consolidated=False
                 )
             )
-    decode, encode, results["ideal"] = ideal_seconds(paths, compressor, args.workers)
+    decode, encode, results["ideal"], ideal_cpu = ideal_seconds(paths, compressor, args.workers)
+    cpu = {"ours-workers": workers_cpu, "ours-client": client_cpu, "ideal": ideal_cpu}
     load_after = os.getloadavg()
 
     print(
@@ -170,7 +183,12 @@ def main() -> None:
         print(f"  {name:22s} {sec:7.2f} s  {size / sec / 1e6:8.1f} MB/s")
     print(f"  ideal = (decode {decode:.2f} s + encode {encode:.2f} s) / {args.workers} cores")
     print(f"  {engine_line}")
+    print(f"  {layout_line}")
     print(f"  ours / ideal               {results['ours'] / results['ideal']:.2f}x  (goal <= 1.2)")
+    print(
+        f"  CPU s: ours workers {workers_cpu:.2f} + client {client_cpu:.2f}, ideal "
+        f"{ideal_cpu:.2f}: ours / ideal {(workers_cpu + client_cpu) / ideal_cpu:.2f}x"
+    )
     ratio = results["ours"] / results["xarray-dask-threads"]
     print(f"  ours / xarray+dask threads {ratio:.2f}x")
     print(f"  ours / xarray eager        {results['ours'] / results['xarray-eager']:.2f}x")
@@ -185,6 +203,7 @@ def main() -> None:
         json.dumps(
             {
                 "seconds": results,
+                "cpu": cpu,
                 "ratios": ratios,
                 "load": [load_before, load_after],
                 "peak": peak,

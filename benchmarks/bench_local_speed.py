@@ -12,7 +12,9 @@ The matrix of issue 13, in one run on this machine:
   **threaded scheduler in this process**: the machine's reference.
 * **deep scan**: ``check_data_integrity(deep=True)`` on chunks of 64 KiB .. 16 MiB vs the
   decode limit (numcodecs blosc decode of the stored bytes, pre-read into memory, in 2
-  processes, 1 blosc thread) and vs read + decode of every chunk file in 2 processes.
+  processes, 1 blosc thread) and vs read + decode of every chunk file in 2 processes; ours on
+  ``LocalCluster(2x1)``, on the embedded default and on the embedded cluster forced to
+  worker processes (start-up included).
 * **compare**: ``compare_stores`` of a source and its rechunked copy vs Dask threads.
 * **zarrs**: full read and write of a ~0.5 GB store with zarr's default codec pipeline vs
   ``zarrs.ZarrsCodecPipeline`` (when zarrs is installed).
@@ -26,6 +28,7 @@ Run::
     python benchmarks/bench_local_speed.py            # the full matrix, ~10 min on 2 cores
     python benchmarks/bench_local_speed.py --quick    # small data, fewer cases, ~2 min
     python benchmarks/bench_local_speed.py --json     # also one JSON document at the end
+    python benchmarks/bench_local_speed.py --sections rechunk --repeat 3  # median no-client rows
 """
 
 from __future__ import annotations
@@ -265,8 +268,14 @@ def rechunk_section(
     cases: list[Case],
     data: dict[str, np.ndarray],
     max_mem: int,
+    repeat: int = 1,
+    clusters: tuple[str, ...] = tuple(CLUSTERS),
 ) -> list[Row]:
-    """Every rechunk row of every case; no-client rows first, then one cluster at a time."""
+    """Every rechunk row of every case; no-client rows first, then one cluster at a time.
+
+    The no-client rows (Dask threads, ours on the embedded default) run *repeat* times,
+    alternating, and keep the run of median time (a shared machine's load moves in seconds).
+    """
     rows: list[Row] = []
     sources: dict[Case, tuple[str, tuple[int, ...]]] = {}
     for case in cases:
@@ -291,18 +300,31 @@ def rechunk_section(
 
     for case in cases:
         src, target = sources[case]
-        run(
-            case,
-            "dask tasks, threads (ref)",
-            lambda d, s=src, t=target: dask_rechunk(s, d, t, "tasks", scheduler="threads"),
-        )
-        run(
-            case,
-            "ours, embedded default",
-            lambda d, s=src, t=target: ours(s, d, t, max_mem, None),
-        )
-        rows[-1].note = LAST_ENGINE[0]
+        pairs: dict[str, list[Row]] = {"ref": [], "ours": []}
+        for _ in range(max(1, repeat)):
+            run(
+                case,
+                "dask tasks, threads (ref)",
+                lambda d, s=src, t=target: dask_rechunk(s, d, t, "tasks", scheduler="threads"),
+            )
+            pairs["ref"].append(rows.pop())
+            run(
+                case,
+                "ours, embedded default",
+                lambda d, s=src, t=target: ours(s, d, t, max_mem, None),
+            )
+            rows[-1].note = LAST_ENGINE[0]
+            pairs["ours"].append(rows.pop())
+        for runs in pairs.values():
+            runs.sort(key=lambda r: r.seconds)
+            middle = runs[(len(runs) - 1) // 2]
+            if len(runs) > 1:
+                times = ", ".join(f"{r.seconds:.2f}" for r in runs)
+                middle.note = f"median of {len(runs)} ({times} s); {middle.note}".rstrip("; ")
+            rows.append(middle)
     for label, (workers, threads) in CLUSTERS.items():
+        if label not in clusters:
+            continue
         with process_cluster(workers, threads) as client:
             for case in cases:
                 src, target = sources[case]
@@ -457,6 +479,9 @@ def scan_section(work: Path, nbytes: int, chunk_sizes: list[int], data: np.ndarr
                 )
             )
             rows.append(Row("scan", case, "ours deep=True, embedded", *timed(lambda: scan(None))))
+            with dask.config.set({"zarr-dask-utils.cluster.processes": True}):  # start-up incl.
+                forced = timed(lambda: scan(None))
+            rows.append(Row("scan", case, "ours deep=True, embedded processes", *forced))
             rows.append(
                 Row(
                     "scan",
@@ -465,7 +490,7 @@ def scan_section(work: Path, nbytes: int, chunk_sizes: list[int], data: np.ndarr
                     *timed(lambda p=path: da.from_zarr(p).sum().compute(scheduler="threads")),
                 )
             )
-            for row in rows[-6:]:
+            for row in rows[-7:]:
                 print(f"  {row.case:34s} {row.method:34s} {row.seconds:7.2f} s", flush=True)
     return rows
 
@@ -657,6 +682,12 @@ def main() -> None:
     parser.add_argument(
         "--sections", default="rechunk,scan,compare,zarrs", help="comma-separated subset"
     )
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each no-client rechunk row (median kept)"
+    )
+    parser.add_argument(
+        "--clusters", default=",".join(CLUSTERS), help="LocalClusters of the rechunk rows ('' none)"
+    )
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--json", action="store_true", help="print the rows as JSON at the end")
     args = parser.parse_args()
@@ -690,7 +721,9 @@ def main() -> None:
     try:
         if "rechunk" in sections:
             print("rechunk:")
-            rows += rechunk_section(work, shape, cases, data, max_mem)
+            rows += rechunk_section(
+                work, shape, cases, data, max_mem, args.repeat, tuple(args.clusters.split(","))
+            )
             for k in kinds:
                 src = work / f"src-time-{chunk_sizes[-1]}-{k}.zarr"
                 if src.exists():

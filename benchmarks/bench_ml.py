@@ -21,7 +21,12 @@ growth of the process and its children over the run, and the randomness of its s
 sample-level shuffle, ≥ 1.0x the chunk-aligned peer.  The load average is printed with the
 numbers (the machine is shared).
 
-Run: ``.venv/bin/python benchmarks/bench_ml.py [--quick] [--no-s3] [--client] [--json out]``.
+``--modes [--step-ms N ...]``: only the mode section (``ml_modes.py``): which of no workers,
+2 DataLoader workers and ``client=`` wins for a training process pinned to one core with a
+simulated training step of N ms, readers on the other core.
+
+Run: ``.venv/bin/python benchmarks/bench_ml.py [--quick] [--no-s3] [--client] [--json out]``
+or ``.venv/bin/python benchmarks/bench_ml.py --modes --step-ms 6 [--repeats 5]``.
 """
 
 from __future__ import annotations
@@ -255,6 +260,47 @@ def ratios(where: str, rows: list[dict[str, Any]]) -> None:
         )
 
 
+def modes_main(args: argparse.Namespace) -> None:
+    """``--modes``: pin, then the mode section on local disk (and the S3 rig unless --no-s3)."""
+    import ml_modes
+
+    cores = ml_modes.split_cores()
+    print(f"load average at start: {os.getloadavg()}", flush=True)
+    rows: list[dict[str, Any]] = []
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory())
+        stores: list[tuple[str, str, dict[str, Any] | None, int]] = []
+        if "local" in args.mode_stores:
+            stores.append(("local", os.path.join(tmp, "bench.zarr"), None, args.samples))
+            write(stores[0][1], args.samples, args.chunk, None)
+        if (
+            "s3" in args.mode_stores and not args.no_s3
+        ):  # the rig (the "remote" store) keeps every core: started unpinned
+            from s3server import S3Rig
+
+            rig = stack.enter_context(S3Rig(latency=0.020, jitter=0.002, servers=2))
+            n = args.s3_samples or max(args.chunk, args.samples // 2)
+            url = f"s3://{rig.make_bucket()}/bench.zarr"
+            with rig.unthrottled():
+                write(url, n, args.chunk, rig.storage_options)
+            stores.append(("s3 (rig, 20 ms)", url, rig.storage_options, n))
+        ml_modes.pin(cores[0])  # every thread of this process, before any reader starts
+        for where, url, options, n in stores:
+            print(
+                f"modes, {where}: {n} samples of 64 KiB, chunks of {args.chunk}, batch "
+                f"{args.batch}, k=4, {args.mode_epochs} epoch(s) per run",
+                flush=True,
+            )
+            found = ml_modes.run_modes(
+                url, options, args.batch, args.step_ms, args.repeats, args.mode_epochs, cores
+            )
+            rows += [{"where": where, **row} for row in found]
+    print(f"load average at end: {os.getloadavg()}", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"modes": rows, "load_end": os.getloadavg()}, f, indent=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=2048)
@@ -269,7 +315,24 @@ def main() -> None:
     parser.add_argument("--s3-naive-samples", type=int, default=64, help="a 4 MiB GET each")
     parser.add_argument("--client", action="store_true", help="also the client= mode")
     parser.add_argument("--json", default=None, help="write the rows here")
+    parser.add_argument(
+        "--modes",
+        action="store_true",
+        help="only the mode section (ml_modes.py): training process pinned to one core, readers "
+        "on the others; no workers / 2 DataLoader workers / client=, local store, k=4",
+    )
+    parser.add_argument(
+        "--step-ms", type=float, nargs="+", default=[6.0], help="simulated training step(s), ms"
+    )
+    parser.add_argument("--repeats", type=int, default=5, help="--modes: interleaved repeats")
+    parser.add_argument("--mode-epochs", type=int, default=2, help="--modes: epochs per run")
+    parser.add_argument(
+        "--mode-stores", nargs="+", default=["local", "s3"], choices=["local", "s3"]
+    )
     args = parser.parse_args()
+    if args.modes:
+        modes_main(args)
+        return
     if args.quick:
         args.samples, args.naive_samples = 512, 160
     print(f"load average at start: {os.getloadavg()}", flush=True)

@@ -14,6 +14,12 @@ folder), the task stream summed by task prefix (compute time per prefix), bytes 
 between workers, worker memory peaks and spilled bytes.
 
 Run: ``python benchmarks/profile_rechunk.py [--steps 128] [--max-mem 256MiB] [--out DIR]``.
+
+``--fixed-cost`` instead breaks one call on the embedded default (no client) into its steps:
+the first call in the process, then warm calls on a tiny array ((4, 64, 64) -> (4, 16, 16)),
+each step of :func:`rechunk_array` and the embedded cluster's start and close timed with
+``time.perf_counter``, a cProfile of one warm call, and each copy task of a 256 MiB 4 MiB-chunk
+rechunk (read and write time per task; the tasks run on threads of this process).
 """
 
 from __future__ import annotations
@@ -150,6 +156,145 @@ def _cluster_row(
         )
 
 
+_STEPS = (
+    "open_rechunk_source",
+    "target_layout",
+    "open_outputs",
+    "plan_run",
+    "mark_partial",
+    "copy_blocks",
+    "finish_target",
+    "source_is_consolidated",
+    "_consolidate_target",
+)
+
+
+def _instrument(times: dict[str, float], tasks: list[tuple[str, float, float, float]]) -> None:
+    """Time the steps of ``rechunk_array``, the embedded cluster and each copy task."""
+    import contextlib
+    import functools
+    import threading
+
+    import zarr_dask_utils._core.compute.cluster as cluster_mod
+    import zarr_dask_utils.optimize.array_jobs as jobs_mod
+    import zarr_dask_utils.optimize.graphs as graphs_mod
+    import zarr_dask_utils.optimize.rechunk as rechunk_mod
+
+    def timer(name: str, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def timed(*a: Any, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                times[name] = times.get(name, 0.0) + time.perf_counter() - t
+
+        return timed
+
+    for name in _STEPS:
+        setattr(rechunk_mod, name, timer(name, getattr(rechunk_mod, name)))
+    embedded = cluster_mod._embedded_cluster
+
+    @contextlib.contextmanager
+    def cluster(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        with embedded(*a, **k) as c:
+            times["cluster start"] = time.perf_counter() - t
+            yield c
+            t = time.perf_counter()
+        times["cluster close"] = time.perf_counter() - t
+
+    cluster_mod._embedded_cluster = cluster
+    reads: dict[int, float] = {}
+    read, copy = jobs_mod.read_selection, jobs_mod.copy_blocks_task
+
+    def read_timed(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        try:
+            return read(*a, **k)
+        finally:
+            reads[threading.get_ident()] = time.perf_counter() - t
+
+    @functools.wraps(copy)
+    def copy_timed(*a: Any, **k: Any) -> Any:
+        t = time.perf_counter()
+        out = copy(*a, **k)
+        stage = f"{a[0].display.rsplit('/', 1)[-1]}->{a[3].display.rsplit('/', 1)[-1]}"
+        tasks.append((stage, t, time.perf_counter(), reads.get(threading.get_ident(), 0.0)))
+        return out
+
+    jobs_mod.read_selection = read_timed
+    jobs_mod.copy_blocks_task = graphs_mod.copy_blocks_task = copy_timed  # pickled by name
+
+
+def fixed_cost(out: Path, reps: int = 5) -> None:
+    """Print the fixed cost of one ``rechunk_array`` call on the embedded default, by step."""
+    import cProfile
+    import io
+    import pstats
+    import statistics
+
+    times: dict[str, float] = {}
+    tasks: list[tuple[str, float, float, float]] = []
+    _instrument(times, tasks)
+    tiny = str(out / "tiny.zarr")
+    arr = zarr.create_array(tiny, shape=(4, 64, 64), chunks=(1, 64, 64), dtype="f4")
+    arr[:] = np.random.default_rng(0).standard_normal(arr.shape, dtype="f4")
+
+    def call(src: str, target: tuple[int, ...], mem: str) -> tuple[float, float, dict[str, float]]:
+        times.clear()
+        tasks.clear()
+        dst = str(out / "dst-fixed.zarr")
+        t, c = time.perf_counter(), time.process_time()
+        rechunk_array(src, target, dst, max_mem=mem, temp_store=dst + ".tmp", progress=False)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.rmtree(dst + ".tmp", ignore_errors=True)
+        return wall, cpu, dict(times)
+
+    def show(label: str, runs: list[tuple[float, float, dict[str, float]]]) -> None:
+        wall = statistics.median(r[0] for r in runs)
+        cpu = statistics.median(r[1] for r in runs)
+        print(
+            f"\n{label}: {wall * 1e3:.0f} ms wall, {cpu * 1e3:.0f} ms CPU (median of {len(runs)})"
+        )
+        for step in runs[0][2]:
+            ms = [r[2].get(step, 0.0) * 1e3 for r in runs]
+            print(f"   {step:<24} median {statistics.median(ms):7.1f} ms  max {max(ms):7.1f} ms")
+
+    print(f"load before: {os.getloadavg()}")
+    show("first call in this process (imports, first cluster)", [call(tiny, (4, 16, 16), "1MiB")])
+    show("warm calls, tiny array", [call(tiny, (4, 16, 16), "1MiB") for _ in range(reps)])
+    profile = cProfile.Profile()
+    profile.enable()
+    call(tiny, (4, 16, 16), "1MiB")
+    profile.disable()
+    text = io.StringIO()
+    pstats.Stats(profile, stream=text).sort_stats("cumulative").print_stats("zarr_dask_utils", 15)
+    print("\ncProfile of one warm call (this thread; zarr_dask_utils functions, cumulative):")
+    print("\n".join(text.getvalue().splitlines()[-17:]))
+    big = str(out / "big.zarr")
+    arr = zarr.create_array(
+        big,
+        shape=(256, 512, 512),
+        chunks=(4, 512, 512),
+        dtype="f4",
+        compressors=zarr.codecs.BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+    )
+    arr[:] = np.random.default_rng(0).standard_normal(arr.shape, dtype="f4")
+    runs = []
+    for _ in range(max(2, reps // 2)):
+        runs.append(call(big, (256, 64, 64), "64MiB"))
+        t0 = min(t[1] for t in tasks)
+        for stage, start, stop, read_s in sorted(tasks, key=lambda t: t[1]):
+            print(
+                f"   task {stage:<22} {1e3 * (start - t0):6.0f} .. {1e3 * (stop - t0):6.0f} ms"
+                f"  read {1e3 * read_s:5.0f} ms, write {1e3 * (stop - start - read_s):5.0f} ms"
+            )
+    show("256 MiB, (4, 512, 512) -> (256, 64, 64), max_mem 64 MiB", runs)
+    print(f"load after: {os.getloadavg()}")
+
+
 def main() -> None:
     """Build the store once, run each row once, print the breakdown."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -159,9 +304,16 @@ def main() -> None:
     parser.add_argument(
         "--rows", default="processes:auto,threads:auto,threads:rechunker,dask-threads"
     )
+    parser.add_argument("--fixed-cost", action="store_true", help="the fixed cost of a call")
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="zdu-prof-"))
     out.mkdir(parents=True, exist_ok=True)
+    if args.fixed_cost:
+        try:
+            fixed_cost(out)
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        return
     src = str(out / "src.zarr")
     if not Path(src).exists():
         _make_source(src, args.steps)

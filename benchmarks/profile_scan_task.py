@@ -3,7 +3,8 @@
 Writes a 1-D float32 blosc-zstd store per chunk size (64 MiB each), starts
 ``LocalCluster(2x1)`` and runs, in ONE worker task, every step of
 :func:`~zarr_dask_utils.integrity.scan_tasks.scan_batch_task` on its own over all the chunks
-(min of ``--repeat`` runs, interleaved): building the keys, reading the files
+(min of ``--repeat`` runs, interleaved; wall and this thread's CPU time, which
+other processes' load inflates less): building the keys, reading the files
 (``stream_objects``), decoding pre-read bytes with and without
 :func:`~zarr_dask_utils._core.decoding.scratch.keep_scratch_memory`, the bookkeeping, and the
 whole task with and without it (and with neither it nor ``heap_allocations``)::
@@ -35,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from bench_local_speed import BLOSC, make_data
 
 
-def steps(path: str, repeat: int) -> dict[str, float]:
-    """Worker side: µs per chunk of each step (min of *repeat*)."""
+def steps(path: str, repeat: int) -> dict[str, tuple[float, float]]:
+    """Worker side: µs per chunk of each step, wall and thread CPU time (min of *repeat*)."""
     import zarr_dask_utils.integrity.scan_tasks as st
     from zarr_dask_utils._core.decoding.direct_decoder import DirectDecoder, direct_chain
     from zarr_dask_utils._core.decoding.pipeline_decoder import DecodeResult, grid_of, open_array
@@ -64,6 +65,14 @@ def steps(path: str, repeat: int) -> dict[str, float]:
             for blob in blobs:
                 decoder.decode(memoryview(blob))
 
+    def decompress_only() -> None:  # the decode limit's loop: numcodecs alone, no checks
+        from numcodecs import blosc
+
+        out = np.empty(chain.nbytes, dtype=np.uint8)
+        with heap_allocations(heap), keep_scratch_memory(2 * heap):
+            for blob in blobs:
+                blosc.decompress(blob, out)
+
     def bookkeeping() -> None:
         result = DecodeResult()
         for blob in blobs:
@@ -84,18 +93,21 @@ def steps(path: str, repeat: int) -> dict[str, float]:
         "read (stream_objects)": lambda: sum(map(len, stream_objects(store, keys))),  # type: ignore[arg-type]
         "decode, trim at 64 KiB (before)": lambda: decode(False),
         "decode, scratch kept (after)": lambda: decode(True),
+        "blosc.decompress only, scratch kept": decompress_only,
         "bookkeeping": bookkeeping,
         "whole task, neither": lambda: task(False, heap_on=False),
         "whole task, heap only (before)": lambda: task(False),
         "whole task, scratch kept (after)": lambda: task(True),
     }
     best = dict.fromkeys(cases, float("inf"))
+    cpu = dict.fromkeys(cases, float("inf"))
     for _ in range(repeat):
         for name, fn in cases.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             fn()
+            cpu[name] = min(cpu[name], time.thread_time() - start_cpu)
             best[name] = min(best[name], time.perf_counter() - start)
-    return {name: 1e6 * s / n for name, s in best.items()}
+    return {name: (1e6 * best[name] / n, 1e6 * cpu[name] / n) for name in cases}
 
 
 def main() -> None:
@@ -125,8 +137,8 @@ def main() -> None:
                 load = os.getloadavg()[0]
                 fut = client.submit(steps, path, args.repeat, workers=[worker], pure=False)
                 print(f"{format_bytes(cb)} chunks x {flat.nbytes // cb}, load {load:.1f}:")
-                for name, us in fut.result().items():
-                    print(f"  {name:34s} {us:8.1f} us/chunk")
+                for name, (us, cpu) in fut.result().items():
+                    print(f"  {name:34s} {us:8.1f} us/chunk wall {cpu:8.1f} us/chunk CPU")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -110,6 +110,25 @@ def test_requested_compressor_shards_and_variables(tmp_path, client):
         xr.testing.assert_identical(want[["t2m"]], got)
 
 
+def test_regions_cover_whole_netcdf_chunks(tmp_path, client):
+    # the netCDF chunks are one whole (lat, lon) field per step: target chunks of a quarter
+    # of a field are written by regions of whole fields, so no task decodes a field twice
+    paths = write_netcdf_series(tmp_path / "src", "netcdf4", files=2)
+    dst = str(tmp_path / "out.zarr")
+    report = netcdf_to_zarr(paths, dst, chunks={"time": 3, "lat": 3}, client=client, progress=False)
+    assert zarr.open_array(dst, path="t2m", mode="r").chunks == (3, 3, 16)
+    assert report.regions_written == 2 * 4  # t2m, tp: 12 steps / 3 (not 4 lat regions each)
+    row = next(v for v in report.variables if v["path"] == "t2m")
+    assert row["region"] == [3, 12, 16]
+    assert "regions (3, 12, 16) (whole source chunks)" in str(report)
+    with (
+        xr.set_options(use_new_combine_kwarg_defaults=True),
+        xr.open_mfdataset(paths, decode_cf=False) as want,
+        xr.open_zarr(dst, decode_cf=False) as got,
+    ):
+        xr.testing.assert_identical(want, got)
+
+
 def test_progress_callback_counts_every_region_from_workers(tmp_path, client):
     paths = write_netcdf_series(tmp_path / "src", "netcdf4", files=3)
     seen: list[tuple[int, int]] = []

@@ -15,6 +15,7 @@ from zarr_dask_utils.convert.plan import (
     VariableShape,
     block_regions,
     choose_chunks,
+    choose_regions,
     choose_shards,
     translate_encoding,
 )
@@ -100,6 +101,40 @@ def test_block_regions_tile_the_array(shape, data):
     regions = block_regions(shape, block)
     assert sum(math.prod(b - a for a, b in r) for r in regions) == math.prod(shape)
     assert len(regions) == math.prod(max(1, -(-n // b)) for n, b in zip(shape, block, strict=False))
+
+
+def test_choose_regions_cover_whole_source_chunks_within_the_byte_limit():
+    v = VariableShape("t2m", ("time", "lat", "lon"), (2064, 180, 360), 4)
+    units = {"t2m": (129, 45, 360)}
+    source = {"time": 1, "lat": 180, "lon": 360}
+    # a netCDF chunk is one whole field: a region of a quarter of it would decode it 4 times
+    assert choose_regions([v], units, source, 64 * 2**20) == {"t2m": (129, 180, 360)}
+    assert choose_regions([v], units, source, 8 * 2**20) == {"t2m": (129, 45, 360)}  # too big
+    assert choose_regions([v], units, {}, 64 * 2**20) == units  # source chunks unknown
+    # no least common multiple within the limit: the unit multiple covering one source chunk
+    w = VariableShape("x", ("y",), (1000,), 1)
+    assert choose_regions([w], {"x": (60,)}, {"y": 100}, 200) == {"x": (120,)}
+    assert choose_regions([w], {"x": (60,)}, {"y": 100}, 300) == {"x": (300,)}
+
+
+@given(
+    shape=st.lists(st.integers(1, 40), min_size=1, max_size=3),
+    data=st.data(),
+)
+def test_choose_regions_are_whole_units_and_align_when_grown(shape, data):
+    dims = tuple(f"d{i}" for i in range(len(shape)))
+    unit = tuple(data.draw(st.integers(1, n)) for n in shape)
+    source = {d: data.draw(st.integers(1, 50)) for d in dims}
+    limit = data.draw(st.integers(1, 4 * math.prod(shape)))
+    v = VariableShape("v", dims, tuple(shape), 1)
+    (region,) = choose_regions([v], {"v": unit}, source, limit).values()
+    for r, u, n, d in zip(region, unit, shape, dims, strict=True):
+        assert r % u == 0  # a whole number of units: no stored object split between tasks
+        if r > u:
+            assert source[d] > u
+            assert r >= n or r % source[d] == 0 or r == -(-source[d] // u) * u
+    if region != unit:
+        assert math.prod(region) <= limit
 
 
 @pytest.mark.parametrize(

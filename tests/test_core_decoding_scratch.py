@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from zarr_dask_utils._core.decoding import scratch
 from zarr_dask_utils._core.decoding.scratch import keep_scratch_memory
+from zarr_dask_utils._core.storage import malloc
 from zarr_dask_utils._core.storage.heap import heap_allocations
 
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
@@ -59,39 +59,33 @@ def test_keep_scratch_memory_in_a_dask_worker(client):
 
 
 def test_keep_scratch_memory_leaves_other_processes_alone(monkeypatch):
-    # this process did not start with MALLOC_TRIM_THRESHOLD_ (distributed may have put it
-    # into os.environ since: malloc never saw it), so its dynamic thresholds stay
-    with open("/proc/self/environ", "rb") as f:
-        started_with = b"MALLOC_TRIM_THRESHOLD_=" in f.read()
-    monkeypatch.setattr(scratch, "_startup", None)
-    assert (scratch._startup_threshold() is not None) == started_with
+    # a process that did not start with MALLOC_TRIM_THRESHOLD_ (distributed may have put it
+    # into os.environ since: malloc never saw it) keeps its dynamic thresholds
+    # (tests/test_core_malloc.py checks this in a real client-like process)
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    monkeypatch.setattr(scratch, "_startup", ())
+    monkeypatch.setattr(malloc, "_startup", {})
     with keep_scratch_memory(2**25) as active:
         assert not active
-    monkeypatch.setattr(scratch, "_startup", (65536,))
+    monkeypatch.setattr(malloc, "_startup", {"MALLOC_TRIM_THRESHOLD_": "65536"})
     with keep_scratch_memory(None) as active:
         assert not active
-    monkeypatch.setattr(scratch, "_startup", (2**26,))  # already higher: keep it
+    monkeypatch.setattr(malloc, "_startup", {"MALLOC_TRIM_THRESHOLD_": str(2**26)})
+    with keep_scratch_memory(2**25) as active:  # already higher: keep it
+        assert not active
+    started = {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "131072"}
+    monkeypatch.setattr(malloc, "_startup", started)  # the user's own malloc settings
     with keep_scratch_memory(2**25) as active:
         assert not active
-
-
-def test_trim_threshold_of_an_environment_block():
-    assert scratch._trim_threshold_in(b"A=1\0MALLOC_TRIM_THRESHOLD_=65536\0B=2") == 65536
-    assert scratch._trim_threshold_in(b"MALLOC_TRIM_THRESHOLD_=lots\0") is None
-    assert scratch._trim_threshold_in(b"MALLOC_TRIM_THRESHOLD=1\0") is None
 
 
 @linux_only
 def test_keep_scratch_memory_nests(monkeypatch):
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    monkeypatch.setattr(scratch, "_startup", (131072,))  # glibc's default, put back after
+    # 131072 is glibc's default trim threshold: what is put back after is harmless here
+    monkeypatch.setattr(malloc, "_startup", {"MALLOC_TRIM_THRESHOLD_": "131072"})
     with keep_scratch_memory(2**25) as outer:
         with keep_scratch_memory(2**25) as inner:
             assert outer
             assert inner
-            assert scratch._active == 2
-        assert scratch._active == 1
-    assert scratch._active == 0
+            assert malloc.TRIM_THRESHOLD.active == 2
+        assert malloc.TRIM_THRESHOLD.active == 1
+    assert malloc.TRIM_THRESHOLD.active == 0

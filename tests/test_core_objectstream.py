@@ -168,12 +168,15 @@ def test_heap_allocations_in_a_dask_worker(client):
 
 
 def test_heap_allocations_leave_other_processes_alone(monkeypatch):
-    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    from zarr_dask_utils._core.storage import malloc
+
+    monkeypatch.setattr(malloc, "_startup", {})  # started without the variable
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # put in os.environ later: no effect
     assert not mmap_threshold_adjustable()
     with heap_allocations(16 * 2**20) as active:
         assert not active
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "131072")  # the user chose one: keep it
+    started = {"MALLOC_TRIM_THRESHOLD_": "65536", "MALLOC_MMAP_THRESHOLD_": "131072"}
+    monkeypatch.setattr(malloc, "_startup", started)  # the user chose one: keep it
     assert not mmap_threshold_adjustable()
     with heap_allocations(None) as active:
         assert not active
@@ -181,14 +184,13 @@ def test_heap_allocations_leave_other_processes_alone(monkeypatch):
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc only")
 def test_heap_allocations_nest(monkeypatch):
-    from zarr_dask_utils._core.storage import heap
+    from zarr_dask_utils._core.storage import malloc
 
-    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
-    monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.setattr(malloc, "_startup", {"MALLOC_TRIM_THRESHOLD_": "65536"})
     with heap_allocations(2**24) as outer:
         with heap_allocations(2**24) as inner:
             assert outer
             assert inner
-            assert heap._active == 2
-        assert heap._active == 1
-    assert heap._active == 0
+            assert malloc.MMAP_THRESHOLD.active == 2
+        assert malloc.MMAP_THRESHOLD.active == 1
+    assert malloc.MMAP_THRESHOLD.active == 0

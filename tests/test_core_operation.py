@@ -310,3 +310,24 @@ def test_each_operation_without_a_client_starts_exactly_one_embedded_cluster(tmp
     line = next(x for x in proc.stdout.splitlines() if x.startswith("COUNTS="))
     counts = json.loads(line.removeprefix("COUNTS="))
     assert counts == {name: 1 for name, _ in ONE_CLUSTER_ROWS}
+
+
+def test_want_processes_first_reason_wins_and_only_before_the_client(client, tmp_path, caplog):
+    import logging
+
+    path = str(tmp_path / "a.zarr")
+    build_sample_hierarchy(path)
+    with operation("unit", client=client, progress=False) as op:
+        op.open(path)
+        op.want_processes(None)
+        assert op.workload is None
+        op.want_processes("many small chunks")
+        op.want_processes("another reason")
+        assert op.workload == "many small chunks"
+    with operation("unit", client=client, progress=False) as late:
+        late.open(path)
+        assert late.client is client
+        with caplog.at_level(logging.INFO, logger="zarr_dask_utils._core.compute.operation"):
+            late.want_processes("too late")
+        assert late.workload is None
+        assert "started before its workload was known" in caplog.text

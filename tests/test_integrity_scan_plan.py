@@ -58,3 +58,22 @@ def test_two_rounds_bounds(total, batch, parallelism):
         assert size >= batch // 8  # never tiny
         if size < batch:  # shrunk: at least two rounds per thread
             assert math.ceil(total / size) >= 2 * parallelism or size == max(batch // 8, 1)
+
+
+# --- threads or processes for the embedded deep scan ---------------------------------------------
+
+
+def test_scan_workload_from_the_chunk_count():
+    from zarr_dask_utils.integrity.plan import scan_workload
+    from zarr_dask_utils.integrity.scan import chunk_sizes
+
+    small = chunk_sizes({"a": _doc(30_000, 16_384), "b": _doc(2_000, 16_384)})
+    assert small == {"a": (30_000, 65_536), "b": (2_000, 65_536)}
+    why = scan_workload(small, 25_000)
+    assert why is not None
+    assert why.startswith("32,000 chunks of 64 KiB on average to decode")
+    assert "holds the GIL" in why
+    assert scan_workload(small, 32_001) is None
+    assert scan_workload(small, 0) is None  # null in the config: never
+    large = chunk_sizes({"a": _doc(256, 4 * MiB // 4)})
+    assert scan_workload(large, 25_000) is None

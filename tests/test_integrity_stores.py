@@ -341,3 +341,31 @@ def test_deep_scan_replans_when_consolidated_metadata_is_stale(sample, client, c
         damage.set_array_shape(sample.url, "climate/static/elevation", (16, 16))
         assert _check(sample, client, deep=True).chunks_decoded == 17
     assert "re-planning" not in caplog.text  # consolidated metadata right again: one graph
+
+
+@pytest.mark.parametrize("separator", ["/", "."])
+def test_keys_with_non_ascii_digits_are_invalid_keys_not_a_crash(tmp_path, client, separator):
+    # "\u00b2" (superscript two).isdigit() is True but int() fails on it; "\u0661"
+    # (Arabic-Indic one) would parse as 1: neither is a chunk key zarr writes
+    import os
+
+    from zarr_dask_utils import diagnose_zarr_store
+
+    path = str(tmp_path / "digits.zarr")
+    kwargs = {"chunk_key_encoding": {"name": "default", "separator": separator}}
+    zarr.create_array(path, shape=(4, 4), chunks=(2, 2), dtype="f4", **kwargs)[:] = 1
+    two, one = "\u00b2", "\u0661"
+    odd = [f"c{separator}{two}{separator}0", f"c{separator}0{separator}{two}"]
+    odd.append(f"c{separator}{one}{separator}0")
+    for key in odd:
+        full = os.path.join(path, *key.split("/"))
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        with open(full, "wb") as f:
+            f.write(b"xx")
+    report = check_data_integrity(path, deep=True, client=client, progress=False)
+    assert not report.ok
+    assert sorted(f.location for f in report.findings if f.code == "chunk-key-invalid") == sorted(
+        odd
+    )
+    assert report.chunks_decoded == 4  # the real chunks were still decoded
+    diagnose_zarr_store(path, client=client, progress=False)  # no crash either

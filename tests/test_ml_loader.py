@@ -111,6 +111,26 @@ def test_client_mode_streams_batches_decoded_by_dask_workers(tmp_path: Path, cli
     assert _epoch_labels(local) == labels  # same order as the local loader
 
 
+@pytest.mark.slow
+def test_client_mode_starts_before_any_worker_joined(tmp_path: Path) -> None:
+    # a cluster with no worker yet (starting, or adaptive at zero): batches wait for one
+    from distributed import Client, LocalCluster
+
+    url = write_ml_demo_store(str(tmp_path / "d.zarr"), n_time=12, chunks=(4, 16, 16))
+    with (
+        LocalCluster(
+            n_workers=0, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        loader = to_torch_dataloader(url, sample_dim="time", batch_size=4, client=client)
+        assert not client.scheduler_info()["workers"]
+        batches = iter(loader)
+        cluster.scale(1)  # the worker process registers seconds later, after the submits
+        labels = [int(i) for batch in batches for i in batch["label"]]
+    assert sorted(labels) == list(range(12))
+
+
 @pytest.mark.cluster
 def test_client_mode_refuses_an_in_memory_store(client: Any) -> None:
     store = zarr.storage.MemoryStore()

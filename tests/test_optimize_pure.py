@@ -115,6 +115,40 @@ def test_plan_orthogonal_goes_two_stage_only_with_temp():
     assert two.to_dict()["stages"][0]["target"] == "temp"
 
 
+def test_plan_finds_the_direct_copy_rechunker_misses():
+    # rechunker grows write blocks from the target side only: (64, 512, 512) here, each
+    # source chunk read 4x; (256, 128, 512) holds whole chunks of both (issue 13, space->time)
+    plan = plan_rechunk(
+        (256, 512, 512), 4, (256, 16, 16), (1, 128, 512), 64 * 2**20, allow_two_stage=True
+    )
+    assert not plan.two_stage
+    assert plan.direct_amplification == 1.0
+    assert plan.stages[0].block == (256, 128, 512)
+    # no block of whole chunks of both fits: rechunker's two stages stay
+    orthogonal = plan_rechunk(
+        (256, 512, 512), 4, (4, 512, 512), (256, 64, 64), 64 * 2**20, allow_two_stage=True
+    )
+    assert orthogonal.two_stage
+
+
+@given(
+    shape=st.tuples(st.integers(1, 60), st.integers(1, 60), st.integers(1, 30)),
+    data=st.data(),
+    mem_units=st.integers(1, 20),
+)
+@settings(max_examples=150, deadline=None)
+def test_direct_plan_never_reads_more_than_rechunkers(shape, data, mem_units):
+    from rechunker.algorithm import rechunking_plan
+
+    source = tuple(data.draw(st.integers(1, n)) for n in shape)
+    target = tuple(data.draw(st.integers(1, n)) for n in shape)
+    max_mem = max(math.prod(target), math.prod(source)) * 4 * mem_units
+    plan = plan_rechunk(shape, 4, source, target, max_mem, allow_two_stage=False)
+    _, _, write = rechunking_plan(shape, source, target, 4, max_mem)
+    assert plan.direct_amplification <= read_amplification(shape, write, source)
+    assert plan.direct_amplification == read_amplification(shape, plan.write_chunks, source)
+
+
 def test_plan_rejects_shards_bigger_than_max_mem():
     with pytest.raises(InvalidOptionError, match="max_mem"):
         plan_rechunk((100,), 8, (10,), (100,), 100, allow_two_stage=False)

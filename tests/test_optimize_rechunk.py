@@ -142,6 +142,44 @@ def test_two_stage_plan_through_temp_store(tmp_path, client):
     assert "stages 2" in str(report)
 
 
+def test_temp_copy_uses_the_fast_codec_for_numbers_only():
+    import dask
+
+    from zarr_dask_utils.optimize.rechunk_steps import temp_compressors
+
+    # the packaged default, auto: lz4, fast and the temp copy stays small on disk
+    assert temp_compressors(np.dtype("f4")) == "blosc-lz4"
+    assert temp_compressors(np.dtype("M8[s]")) == "blosc-lz4"
+    assert temp_compressors(np.dtype("U4")) is None  # strings: the source's
+    assert temp_compressors(np.dtype("O")) is None
+    with dask.config.set({"zarr-dask-utils.optimize.temp-compressors": None}):
+        assert temp_compressors(np.dtype("f4")) is None
+    with dask.config.set({"zarr-dask-utils.optimize.temp-compressors": "zstd:1"}):
+        assert temp_compressors(np.dtype("i2")) == "zstd:1"
+
+
+@pytest.mark.parametrize("temp_codec", ["auto", "none", None])
+def test_two_stage_values_survive_each_temp_codec(tmp_path, temp_codec):
+    import dask
+
+    src = str(tmp_path / "src.zarr")
+    data = _source(src, 3)
+    out = zarr.storage.MemoryStore()  # in memory: threads in this process, no cluster
+    with dask.config.set({"zarr-dask-utils.optimize.temp-compressors": temp_codec}):
+        report = rechunk_array(
+            zarr.open_array(src, mode="r"),
+            (48, 2, 2),
+            out,
+            max_mem=48 * 8 * 8 * 4,
+            temp_store=zarr.storage.MemoryStore(),
+            progress=False,
+        )
+    assert len(report.arrays[0]["plan"]["stages"]) == 2, report
+    copy = zarr.open_array(out, mode="r")
+    assert copy.chunks == (48, 2, 2)
+    assert np.array_equal(copy[:], data, equal_nan=True)
+
+
 @pytest.mark.parametrize("engine", ["tasks", "p2p"])
 def test_dask_engines(tmp_path, client, engine):
     src = str(tmp_path / "src.zarr")

@@ -3,40 +3,26 @@
 Copy tasks call :func:`emit_progress` every fraction of a second.  In this process (threads,
 or an embedded cluster on threads) the report goes straight to the bar; in worker processes
 it is a Dask worker event (``log_event``) that the client receives through
-``subscribe_topic``.  A bar that fails is logged and ignored: it never fails a copy.
+``subscribe_topic`` (both halves: :mod:`zarr_dask_utils._core.compute.events`).  A bar that
+fails is logged and ignored: it never fails a copy.
 """
 
 from __future__ import annotations
 
-import logging
 import sys
-import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from zarr_dask_utils._core.compute.events import TopicSubscription, emit_event
+
 __all__ = ["byte_progress", "emit_progress"]
-
-logger = logging.getLogger(__name__)
-
-_LOCAL: dict[str, Callable[[int, int], None]] = {}
-_LOCK = threading.Lock()
 
 
 def emit_progress(topic: str, nbytes: int, nobjects: int) -> None:
     """Report *nbytes* in *nobjects* copied on *topic* (worker side; never raises)."""
-    with _LOCK:
-        callback = _LOCAL.get(topic)
-    try:
-        if callback is not None:
-            callback(nbytes, nobjects)
-            return
-        from distributed import get_worker
-
-        get_worker().log_event(topic, {"bytes": nbytes, "objects": nobjects})
-    except Exception:  # not in a worker, or a closing one: no bar, same copy
-        logger.debug("progress report on %s dropped", topic, exc_info=True)
+    emit_event(topic, {"bytes": nbytes, "objects": nobjects})
 
 
 @contextmanager
@@ -71,32 +57,13 @@ def byte_progress(
     )
     objects = [0]
 
-    def update(nbytes: int, nobjects: int) -> None:
-        objects[0] += nobjects
-        bar.update(nbytes)
+    def update(msg: Mapping[str, Any]) -> None:
+        objects[0] += int(msg["objects"])
+        bar.update(int(msg["bytes"]))
         bar.set_postfix_str(f"{objects[0]}/{total_objects} objects", refresh=False)
 
-    def on_event(event: Any) -> None:
-        _, msg = event
-        update(int(msg["bytes"]), int(msg["objects"]))
-
-    with _LOCK:
-        _LOCAL[topic] = update
-    subscribed = False
     try:
-        if client is not None:
-            try:
-                client.subscribe_topic(topic, on_event)
-                subscribed = True
-            except Exception:
-                logger.debug("progress bar without worker events", exc_info=True)
-        yield topic
+        with TopicSubscription(topic, update, client):
+            yield topic
     finally:
-        with _LOCK:
-            _LOCAL.pop(topic, None)
-        if subscribed:
-            try:
-                client.unsubscribe_topic(topic)
-            except Exception:
-                logger.debug("unsubscribe of %s failed", topic, exc_info=True)
         bar.close()

@@ -21,7 +21,8 @@ import asyncio
 import hashlib
 import os
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from zarr.abc.store import RangeByteRequest, Store
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import LocalStore
 
-__all__ = ["buffer_view", "copy_ranged", "ranged_parts", "supports_ranged"]
+__all__ = ["buffer_view", "copy_ranged", "hold_now", "ranged_parts", "supports_ranged"]
 
 
 def ranged_parts(size: int, part_bytes: int) -> list[tuple[int, int]]:
@@ -57,6 +58,33 @@ def buffer_view(buf: Any) -> memoryview:
     return memoryview(buf.as_buffer_like()).cast("B")
 
 
+async def hold_now(
+    hold: Callable[[int], AbstractAsyncContextManager[Any]], nbytes: int
+) -> AsyncExitStack:
+    """Take *nbytes* of a byte budget now, for a task started next to give back when done.
+
+    Awaiting this part by part, in order, gives the budget to parts in that order (no part
+    waits for budget behind a later one), while each part's task releases its own share:
+    ``async with held:`` in the task, or ``await held.aclose()`` (idempotent) if the task
+    never ran.
+
+    Parameters
+    ----------
+    hold
+        The budget: ``hold(n)`` is an async context manager holding *n* bytes.
+    nbytes
+        Bytes to take.
+
+    Returns
+    -------
+    contextlib.AsyncExitStack
+        Holding the bytes until it is closed.
+    """
+    held = AsyncExitStack()
+    await held.enter_async_context(hold(nbytes))
+    return held
+
+
 def _write_and_check(fd: int, data: memoryview, offset: int, verify: bool) -> bool:
     """Write *data* at *offset* of the open file *fd*; with *verify*, read it back and compare."""
     done = 0
@@ -80,7 +108,7 @@ async def copy_ranged(
     *,
     part_bytes: int,
     algorithm: str,
-    hold: Callable[[int], Any],
+    hold: Callable[[int], AbstractAsyncContextManager[Any]],
     limit: asyncio.Semaphore,
     verify: bool = True,
 ) -> tuple[int, str | None, bool]:
@@ -112,37 +140,40 @@ async def copy_ranged(
     turns[0].set()
     state = {"ok": True, "gone": False, "resized": False}
 
-    async def one(i: int, offset: int, length: int, held: Awaitable[Any]) -> None:
-        try:
-            async with limit:
-                buf = await src_store.get(
-                    src_key,
-                    prototype=prototype,
-                    byte_range=RangeByteRequest(offset, offset + length),
-                )
-            if buf is None or len(buf) != length:
-                state["gone" if buf is None else "resized"] = True
-                return
-            view = buffer_view(buf)
-            if not await asyncio.to_thread(_write_and_check, fd, view, offset, verify):
-                state["ok"] = False
-            await turns[i].wait()
-            await asyncio.to_thread(hasher.update, view)
-        finally:
-            turns[i + 1].set()
-            await held.__aexit__(None, None, None)  # type: ignore[attr-defined]
+    async def one(i: int, offset: int, length: int, held: AsyncExitStack) -> None:
+        async with held:  # this part's share of the byte budget, given back when it is done
+            try:
+                async with limit:
+                    buf = await src_store.get(
+                        src_key,
+                        prototype=prototype,
+                        byte_range=RangeByteRequest(offset, offset + length),
+                    )
+                if buf is None or len(buf) != length:
+                    state["gone" if buf is None else "resized"] = True
+                    return
+                view = buffer_view(buf)
+                if not await asyncio.to_thread(_write_and_check, fd, view, offset, verify):
+                    state["ok"] = False
+                await turns[i].wait()
+                await asyncio.to_thread(hasher.update, view)
+            finally:
+                turns[i + 1].set()
 
     tasks: list[asyncio.Task[None]] = []
+    shares: list[AsyncExitStack] = []
     try:
         for i, (offset, length) in enumerate(parts):
-            held = hold(length)
-            await held.__aenter__()  # parts take budget in order: no part waits on a later one
-            tasks.append(asyncio.ensure_future(one(i, offset, length, held)))
+            # parts take budget in order: no part waits for budget behind a later one
+            shares.append(await hold_now(hold, length))
+            tasks.append(asyncio.ensure_future(one(i, offset, length, shares[-1])))
         await asyncio.gather(*tasks)
     except BaseException:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for share in shares:  # a task cancelled before it ran never gave its share back
+            await share.aclose()
         await asyncio.to_thread(os.close, fd)
         await asyncio.to_thread(tmp.unlink, missing_ok=True)
         raise

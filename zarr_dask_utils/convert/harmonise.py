@@ -1,9 +1,9 @@
 """Apply a :class:`~zarr_dask_utils.convert.consistency.HarmonisationPlan` to raw datasets.
 
-:func:`plan_for_files` reads every file's raw attributes (metadata only) and asks the pure
-planner; :func:`harmonise` is the ``preprocess`` of ``xarray.open_mfdataset``: it rewrites one
-file's raw values lazily (Dask) into the target's encoding before the files are combined, so
-coordinates are combined in one unit too.
+:func:`plan_for_files` reads every opened file's raw attributes and asks the pure planner;
+:func:`harmonise` rewrites one file's raw values lazily (Dask) into the target's encoding
+before the files are combined (as an ``open_mfdataset`` ``preprocess`` would), so coordinates
+are combined in one unit too.
 """
 
 from __future__ import annotations
@@ -26,23 +26,19 @@ def _source(ds: Any) -> str:
 
 
 def plan_for_files(
-    xr: Any, paths: Sequence[Any], kwargs: Mapping[str, Any]
+    datasets: Sequence[Any], paths: Sequence[Any]
 ) -> tuple[HarmonisationPlan, dict[str, int]]:
-    """The plan for *paths* (opened with *kwargs*, raw) and each file's ``source`` → index.
+    """The plan for the raw *datasets* of *paths*, and each file's ``source`` → index.
 
-    *paths* are local paths or fsspec file objects (their ``path`` names them).
+    *datasets* are the files opened raw (``decode_cf=False``), only their attributes are
+    read; *paths* are local paths or fsspec file objects (their ``path`` names them).
     """
     per_file = []
     index: dict[str, int] = {}
-    dtypes: dict[str, str] = {}
-    # attributes only: no Dask graph, no index coordinates read
-    light = {**kwargs, "chunks": None, "create_default_indexes": False}
-    for i, path in enumerate(paths):
-        with xr.open_dataset(path, **light) as ds:
-            per_file.append({str(n): dict(v.attrs) for n, v in ds.variables.items()})
-            index[_source(ds)] = i
-            if i == 0:
-                dtypes = {str(n): v.dtype.str for n, v in ds.variables.items()}
+    for i, ds in enumerate(datasets):
+        per_file.append({str(n): dict(v.attrs) for n, v in ds.variables.items()})
+        index[_source(ds)] = i
+    dtypes = {str(n): v.dtype.str for n, v in datasets[0].variables.items()} if datasets else {}
     urls = [str(getattr(p, "path", p)) for p in paths]
     names = [os.path.basename(u.rstrip("/")) or u for u in urls]
     return harmonisation_plan(per_file, names, dtypes), index

@@ -1,7 +1,8 @@
 """``netcdf_to_zarr``: netCDF-3/4 and HDF5 files → one Zarr store, on the cluster, resumable.
 
-The files are opened once in this process with ``xarray.open_mfdataset(decode_cf=False)``
-(lazily: only metadata and index coordinates are read here), group by group.  The raw values
+The files are opened once in this process with ``xarray.open_dataset(decode_cf=False)``
+(lazily: only metadata and index coordinates are read here), group by group, and combined as
+``xarray.open_mfdataset`` combines them.  The raw values
 and attributes (``_FillValue``, ``scale_factor``/``add_offset``, ``units``, ``calendar``,
 packed dtypes) are written unchanged, so ``xarray.open_zarr(dst)`` decodes exactly as
 ``xarray.open_mfdataset(sources)`` does, and ``decode_cf=False`` views are identical too.
@@ -15,6 +16,7 @@ The netCDF compression keys zarr does not know are translated
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -69,6 +71,61 @@ def _groups_of(source: SourceFile, engine: str) -> list[str]:
     return out
 
 
+def _open_files(xr: Any, files: Sequence[SourceFile], kwargs: Mapping[str, Any]) -> list[Any]:
+    """Each file's raw dataset, lazily indexed (no Dask yet).
+
+    Only the first if it has no variables (a group of subgroups only: its attributes).
+    """
+    out: list[Any] = []
+    try:
+        for f in files:
+            out.append(xr.open_dataset(open_input(f), **kwargs))
+            if not out[0].variables:
+                break
+    except BaseException:
+        _close_all(out)
+        raise
+    return out
+
+
+def _close_all(datasets: Sequence[Any]) -> None:
+    for ds in datasets:
+        ds.close()
+
+
+def _combined(
+    xr: Any,
+    files: Sequence[SourceFile],
+    raw: Sequence[Any],
+    engine: str,
+    group: str,
+    chunks: Mapping[str, int],
+    concat_dim: str | None,
+    plan: Any,
+    index: Mapping[str, int],
+) -> Any:
+    """The files' raw datasets in Dask *chunks*, harmonised, combined as ``open_mfdataset``."""
+    from dask.base import tokenize
+
+    parts = [
+        ds.chunk(
+            dict(chunks),
+            name_prefix="open_dataset-",
+            token=tokenize(f.path, f.nbytes, engine, group, sorted(chunks.items())),
+        )
+        for f, ds in zip(files, raw, strict=True)
+    ]
+    if plan is not None:
+        harmonised = preprocess_for(plan, index)
+        parts = [harmonised(ds) for ds in parts]
+    if concat_dim:
+        out = xr.combine_nested(parts, concat_dim=[concat_dim], combine_attrs="override")
+    else:
+        out = xr.combine_by_coords(parts, combine_attrs="override")
+    out.set_close(functools.partial(_close_all, list(raw)))
+    return out
+
+
 def open_netcdf_groups(
     files: Sequence[SourceFile],
     engine: str,
@@ -77,15 +134,15 @@ def open_netcdf_groups(
     concat_dim: str | None = None,
     chunks: Mapping[str, int] | None = None,
     groups: Sequence[str] | None = None,
-    plans: dict[str, Any] | None = None,
+    opened: dict[str, Any] | None = None,
 ) -> list[tuple[str, Any, str]]:
     """Each group of the files as one raw, lazily read dataset: ``(group, dataset, note)``.
 
     Files are combined by their coordinates (``concat_dim``: along that dimension, in the
-    given order), with xarray's new combine defaults (no variable is repeated along the
-    concatenated dimension).  *plans*, if given, keeps each group's harmonisation plan
-    between calls (a reopen in the regions' chunks does not read every file's attributes
-    again).
+    given order), as ``xarray.open_mfdataset`` combines them with xarray's new combine
+    defaults (no variable is repeated along the concatenated dimension).  Each file is opened
+    once per group: *opened*, if given, keeps the files' raw datasets and the group's
+    harmonisation plan between calls (a second call in the regions' *chunks* opens nothing).
 
     Raises
     ------
@@ -94,7 +151,7 @@ def open_netcdf_groups(
     """
     xr = _require_xarray()
     out = []
-    plans = {} if plans is None else plans
+    opened = {} if opened is None else opened
     if groups is None:
         try:
             groups = _groups_of(files[0], engine)
@@ -105,32 +162,30 @@ def open_netcdf_groups(
                 "it out."
             ) from err
     for group in groups:
+        # raw and lazily indexed; cache=False: a task must read its region, not the variable
         kwargs: dict[str, Any] = {
             "engine": engine,
             "decode_cf": False,
-            "chunks": dict(chunks or {}),
+            "chunks": None,
+            "cache": False,
             "group": group or None,
         }
-        mf_kwargs = {"combine": "nested", "concat_dim": concat_dim} if concat_dim else {}
+        plan = None
         try:
             with xr.set_options(use_new_combine_kwarg_defaults=True), warnings.catch_warnings():
                 # regions split the files' own chunks on purpose: each task reads its region
                 warnings.filterwarnings("ignore", "The specified chunks separate", UserWarning)
-                ds = None if group in plans else xr.open_dataset(open_input(files[0]), **kwargs)
-                plan = None
-                if ds is None or ds.variables:  # a group of subgroups only: its attributes
-                    if ds is not None:
-                        ds.close()
-                    if group not in plans:
-                        plans[group] = (
-                            plan_for_files(xr, [open_input(f) for f in files], kwargs)
-                            if len(files) > 1
-                            else (None, {})
-                        )
-                    plan, index = plans[group]
-                    pre = {"preprocess": preprocess_for(plan, index)} if plan else {}
-                    inputs = [open_input(f) for f in files]
-                    ds = xr.open_mfdataset(inputs, **kwargs, **mf_kwargs, **pre)
+                if group not in opened:
+                    raw = _open_files(xr, files, kwargs)
+                    many = len(raw) > 1
+                    opened[group] = (raw, *(plan_for_files(raw, files) if many else (None, {})))
+                raw, plan, index = opened[group]
+                if not raw[0].variables:
+                    ds = raw[0]  # a group of subgroups only: its attributes
+                else:
+                    ds = _combined(
+                        xr, files, raw, engine, group, chunks or {}, concat_dim, plan, index
+                    )
         except ConversionInputError:
             raise
         except (OSError, ValueError, KeyError, RuntimeError) as err:
@@ -245,9 +300,9 @@ def netcdf_to_zarr(
     """
     files = expand_sources(sources, storage_options, kinds=("netcdf3", "netcdf4"))
     engine, why = netcdf_engine(files)
-    plans: dict[str, Any] = {}
+    raw: dict[str, Any] = {}  # each group's files, opened once
     groups = open_netcdf_groups(
-        files, engine, variables=variables, concat_dim=concat_dim, plans=plans
+        files, engine, variables=variables, concat_dim=concat_dim, opened=raw
     )
     opened = [ds for _, ds, _ in groups]
 
@@ -261,7 +316,7 @@ def netcdf_to_zarr(
                 concat_dim=concat_dim,
                 chunks=blocks,
                 groups=[group],
-                plans=plans,
+                opened=raw,
             )
         ]
         opened.append(ds)
@@ -289,3 +344,5 @@ def netcdf_to_zarr(
     finally:
         for ds in opened:
             ds.close()  # the files' handles, here (netCDF/HDF5 dislike closing in GC threads)
+        for files_of_group, _, _ in raw.values():
+            _close_all(files_of_group)

@@ -6,7 +6,9 @@
 - :func:`choose_chunks`: target chunks per variable from the access pattern (the cost model
   ``analyze_chunks`` uses), not the netCDF chunking; user chunks by dimension name win;
   variables sharing a dimension agree along it.
-- :func:`block_regions`: the write regions (one per target chunk, or shard) in C order.
+- :func:`choose_regions`: the write regions (whole shards or chunks) grown to whole source
+  chunks, so no source chunk is decompressed by several tasks.
+- :func:`block_regions`: the write regions in C order.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "VariableShape",
     "block_regions",
     "choose_chunks",
+    "choose_regions",
     "choose_shards",
     "translate_encoding",
 ]
@@ -216,3 +219,82 @@ def block_regions(shape: Sequence[int], block: Sequence[int]) -> list[tuple[tupl
         for n, b in zip(shape, block, strict=True)
     ]
     return [tuple(r) for r in itertools.product(*axes)]
+
+
+def choose_regions(
+    variables: Sequence[VariableShape],
+    units: Mapping[str, tuple[int, ...]],
+    source_chunks: Mapping[str, int],
+    max_bytes: int,
+) -> dict[str, tuple[int, ...]]:
+    """Write regions per variable: its *units* (shards, else chunks) grown to whole source chunks.
+
+    A task reads its region from the files: where a source chunk spans several target units
+    along a dimension (netCDF chunks of one whole ``(lat, lon)`` field, target chunks of a
+    quarter of it), regions of one unit would decompress every source chunk once per unit.
+    Along each such dimension the region becomes the least common multiple of the unit and
+    the source chunk (else the unit multiple just covering the source chunk), clipped to the
+    dimension, while the largest variable's region stays within *max_bytes*; dimensions
+    that grow least go first.  A region is still a whole number of units, so no two tasks
+    write one stored object.
+
+    Parameters
+    ----------
+    variables
+        The task-written variables.
+    units
+        Their shards, else chunks, by variable name.
+    source_chunks
+        The source's chunk size by dimension name (dimensions not given are not grown).
+    max_bytes
+        Largest region of one variable, in bytes.
+
+    Returns
+    -------
+    dict
+        Region shape per variable name.
+
+    Examples
+    --------
+    >>> v = VariableShape("t2m", ("time", "lat", "lon"), (2064, 180, 360), 4)
+    >>> choose_regions([v], {"t2m": (129, 45, 360)}, {"time": 1, "lat": 180, "lon": 360}, 2**26)
+    {'t2m': (129, 180, 360)}
+    """
+    unit: dict[str, int] = {}
+    length: dict[str, int] = {}
+    for v in variables:
+        for d, u, n in zip(v.dims, units[v.name], v.shape, strict=True):
+            unit.setdefault(d, u)
+            length[d] = max(length.get(d, 0), n)
+    candidates: dict[str, list[int]] = {}
+    for d, s in source_chunks.items():
+        if d not in unit or s <= unit[d]:
+            continue  # a source chunk within one unit is read by one or two regions
+        u = unit[d]
+        whole = -(-max(length[d], 1) // u) * u
+        candidates[d] = [min(math.lcm(u, s), whole), min(-(-s // u) * u, whole)]
+
+    def fits(grown: Mapping[str, int]) -> bool:
+        return all(
+            math.prod(
+                grown.get(d, u) if u == unit[d] else u
+                for d, u in zip(v.dims, units[v.name], strict=True)
+            )
+            * v.itemsize
+            <= max_bytes
+            for v in variables
+        )
+
+    chosen: dict[str, int] = {}
+    for d in sorted(candidates, key=lambda d: (candidates[d][-1] / unit[d], d)):
+        for size in candidates[d]:
+            if fits({**chosen, d: size}):
+                chosen[d] = size
+                break
+    return {
+        v.name: tuple(
+            chosen.get(d, u) if u == unit[d] else u
+            for d, u in zip(v.dims, units[v.name], strict=True)
+        )
+        for v in variables
+    }

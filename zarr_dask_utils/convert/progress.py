@@ -1,7 +1,8 @@
 """``ConversionProgress``: bytes and regions written across the cluster, bytes/s, ETA, callback.
 
 Each write task, once its region (and its done marker) landed, sends a small event
-``{"bytes": n, "regions": 1}`` on a topic of this run: from a worker with
+``{"bytes": n, "regions": 1}`` on a topic of this run
+(:func:`~zarr_dask_utils._core.compute.events.emit_event`): from a worker with
 ``Worker.log_event`` (the scheduler forwards it to the client subscribed with
 ``Client.subscribe_topic``), from a thread in this process directly.  Nothing polls the store
 and nothing depends on which scheduler runs the graph, so a terminal bar (stderr, with bytes/s
@@ -16,31 +17,19 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TextIO
+
+from zarr_dask_utils._core.compute.events import TopicSubscription, emit_event
 
 __all__ = ["ConversionProgress", "report_region_done"]
 
 logger = logging.getLogger(__name__)
 
-#: Progress objects of this process by topic (regions written by threads report here).
-_LOCAL: dict[str, ConversionProgress] = {}
-
 
 def report_region_done(topic: str | None, nbytes: int) -> None:
     """Tell the run's :class:`ConversionProgress` a region of *nbytes* landed (in a task)."""
-    if not topic:
-        return
-    try:
-        from distributed import get_worker
-
-        get_worker().log_event(topic, {"bytes": int(nbytes), "regions": 1})
-        return
-    except ValueError:  # not on a worker: threads of this process
-        pass
-    progress = _LOCAL.get(topic)
-    if progress is not None:
-        progress.update(nbytes, 1)
+    emit_event(topic, {"bytes": int(nbytes), "regions": 1})
 
 
 def _size(n: float) -> str:
@@ -102,7 +91,7 @@ class ConversionProgress:
         self._t0 = time.monotonic()
         self._drawn = 0.0
         self._lock = threading.Condition()
-        self._client: Any = None
+        self._events: TopicSubscription | None = None
         self._display: Any = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -112,17 +101,13 @@ class ConversionProgress:
         self.total_bytes, self.total_regions = int(total_bytes), int(total_regions)
         self.done_bytes = self.done_regions = 0
         self._t0 = time.monotonic()
-        _LOCAL[self.topic] = self
         if self.bar is None:
             from zarr_dask_utils._core.compute.runner import interactive
 
             self.bar = interactive()
-        if client is not None:
-            try:
-                client.subscribe_topic(self.topic, self._on_event)
-                self._client = client
-            except Exception:  # pragma: no cover - an old or odd client: no events
-                logger.debug("cannot subscribe to progress events", exc_info=True)
+        if self._events is not None:
+            self._events.close()
+        self._events = TopicSubscription(self.topic, self._on_event, client)
 
     def wait(self, timeout: float = 10.0) -> bool:
         """Wait until every region's event arrived (events travel after task results)."""
@@ -137,19 +122,14 @@ class ConversionProgress:
 
     def finish(self) -> None:
         """Stop listening and draw the final state."""
-        _LOCAL.pop(self.topic, None)
-        if self._client is not None:
-            try:
-                self._client.unsubscribe_topic(self.topic)
-            except Exception:  # pragma: no cover - a closed client
-                logger.debug("cannot unsubscribe progress events", exc_info=True)
-            self._client = None
+        if self._events is not None:
+            self._events.close()
+            self._events = None
         self._draw(final=True)
 
     # --- counting --------------------------------------------------------------------------
 
-    def _on_event(self, event: Any) -> None:
-        _, msg = event
+    def _on_event(self, msg: Mapping[str, Any]) -> None:
         self.update(int(msg.get("bytes", 0)), int(msg.get("regions", 0)))
 
     def update(self, nbytes: int, regions: int = 1) -> None:

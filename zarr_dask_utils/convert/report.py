@@ -89,8 +89,11 @@ class ConversionReport(Report):
                 lines.append(f"group /{g['path']}: {g['note']}")
         for v in self.variables:
             shards = f" shards {tuple(v['shards'])}" if v.get("shards") else ""
+            unit = v.get("shards") or v.get("chunks") or ()
+            grown = v.get("region") and list(v["region"]) != list(unit)
+            region = f" regions {tuple(v['region'])} (whole source chunks)" if grown else ""
             lines.append(
                 f"/{v['path']} {v['dtype']} {tuple(v['shape'])} chunks {tuple(v['chunks'])}"
-                f"{shards}: {v['source']} -> {v['compressor']}"
+                f"{shards}{region}: {v['source']} -> {v['compressor']}"
             )
         return lines

@@ -42,6 +42,8 @@ __all__ = ["convert_datasets", "resolve_progress"]
 VERIFY_LIMIT = 2 * 2**30
 #: Largest chunk the cost model may choose for a conversion (a region is one task).
 REGION_LIMIT = 8 * 2**20
+#: Largest write region grown to whole source chunks (one task holds its region in memory).
+REGION_GROWTH_LIMIT = 64 * 2**20
 #: Why conversions want worker processes on an embedded cluster (``cluster.processes=auto``).
 READERS_LOCKED = (
     "netCDF/HDF5 and ecCodes readers hold a per-process lock (xarray's HDF5/ecCodes locks), so "
@@ -112,6 +114,7 @@ def convert_datasets(
             access_pattern=access_pattern,
             min_bytes=lo,
             max_bytes=hi,
+            region_bytes=max(hi, REGION_GROWTH_LIMIT),
             note=note,
         )
         for g, ds, note in groups

@@ -40,6 +40,7 @@ from zarr_dask_utils.convert.plan import (
     CodecChoice,
     VariableShape,
     choose_chunks,
+    choose_regions,
     choose_shards,
     translate_encoding,
 )
@@ -61,10 +62,12 @@ class GroupLayout:
     codecs: Mapping[str, CodecChoice]
     eager: frozenset[str]  # variables xarray writes with the metadata
     note: str = ""  # why this group exists (GRIB hypercube keys)
+    #: write regions grown to whole source chunks (:func:`~.plan.choose_regions`)
+    regions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def block(self, name: str) -> tuple[int, ...]:
-        """The region shape of *name*: its shards, else its chunks."""
-        return self.shards[name] or self.chunks[name]
+        """The region shape of *name*: whole source chunks, else its shards, else its chunks."""
+        return self.regions.get(name) or self.shards[name] or self.chunks[name]
 
 
 @dataclass
@@ -95,9 +98,14 @@ def layout_group(
     access_pattern: Any,
     min_bytes: int,
     max_bytes: int,
+    region_bytes: int = 0,
     note: str = "",
 ) -> GroupLayout:
-    """Chunks, shards and codecs of every variable of *ds* (see :mod:`.plan`)."""
+    """Chunks, shards, codecs and write regions of every variable of *ds* (see :mod:`.plan`).
+
+    Regions grow to whole source chunks (the backend's ``preferred_chunks``) up to
+    *region_bytes* (0: regions are the shards or chunks).
+    """
     shapes = [
         VariableShape(str(n), tuple(str(d) for d in v.dims), tuple(v.shape), v.dtype.itemsize)
         for n, v in ds.variables.items()
@@ -116,7 +124,23 @@ def layout_group(
         for n, v in ds.variables.items()
     }
     eager = frozenset(str(n) for n, v in ds.variables.items() if _is_eager(v))
-    return GroupLayout(group, ds, chosen, sharded, codecs, eager, note)
+    written = [v for v in shapes if v.name not in eager]
+    regions = choose_regions(
+        written,
+        {v.name: sharded[v.name] or chosen[v.name] for v in written},
+        _source_chunks(ds, written),
+        region_bytes,
+    )
+    return GroupLayout(group, ds, chosen, sharded, codecs, eager, note, regions)
+
+
+def _source_chunks(ds: Any, variables: Sequence[VariableShape]) -> dict[str, int]:
+    """Source chunk size by dimension: the largest variable's ``preferred_chunks`` first."""
+    out: dict[str, int] = {}
+    for v in sorted(variables, key=lambda v: -math.prod(v.shape) * v.itemsize):
+        for d, s in (ds.variables[v.name].encoding.get("preferred_chunks") or {}).items():
+            out.setdefault(str(d), int(s))
+    return out
 
 
 def run_token(
@@ -133,6 +157,7 @@ def run_token(
             sorted(g.chunks.items()),
             sorted((k, v) for k, v in g.shards.items()),
             sorted((k, c.compressor) for k, c in g.codecs.items()),
+            sorted(g.regions.items()),
         )
         for g in layouts
     ]
@@ -294,6 +319,8 @@ def variable_rows(layouts: Sequence[GroupLayout]) -> list[dict[str, Any]]:
                     "chunks": list(layout.chunks[n]),
                     "shards": list(shard) if (shard := layout.shards[n]) else None,
                     "written_by": "metadata step" if n in layout.eager else "region tasks",
+                    # one task's region: whole source chunks (a multiple of the chunks/shards)
+                    "region": None if n in layout.eager else list(layout.block(n)),
                     **layout.codecs[n].to_dict(),
                 }
             )

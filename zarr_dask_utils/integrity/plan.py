@@ -25,6 +25,7 @@ __all__ = [
     "miss_probability",
     "name_missing",
     "sample_indices",
+    "scan_workload",
     "smallest_detectable",
     "uncompressed_bytes",
 ]
@@ -199,6 +200,50 @@ def inventory_findings(
 def uncompressed_bytes(grid: ArrayGrid, itemsize: int) -> int:
     """Uncompressed bytes of one stored object of *grid*."""
     return math.prod(grid.chunks) * itemsize
+
+
+def scan_workload(chunks: Mapping[str, tuple[int, int]], threshold: int | None) -> str | None:
+    """Why decoding *chunks* (a deep scan, a sample) wants worker processes, or ``None``.
+
+    Parameters
+    ----------
+    chunks
+        Per array path: ``(number of chunks, uncompressed bytes of one chunk)``.
+    threshold
+        Chunk count from which processes pay off (``integrity.processes-from-chunks``);
+        ``None`` or ``0``: never.
+
+    Returns
+    -------
+    str or None
+        E.g. ``"40,000 chunks of 64 KiB on average to decode (...): ..."``, for the engine
+        line.
+
+    Notes
+    -----
+    Each chunk costs the scan some Python work (key, read call, bookkeeping) that holds the
+    GIL, so threads in one process serialise it, while decoding and I/O release it.  Worker
+    processes pay a start-up of a few CPU-seconds instead; measured on 2 cores (see
+    ``benchmarks/README.md``, "Threads or processes for the embedded deep scan") they win from
+    tens of thousands of chunks, whatever their size.
+    """
+    total = sum(n for n, _ in chunks.values())
+    if not threshold or total < threshold:
+        return None
+    mean = sum(n * size for n, size in chunks.values()) // max(total, 1)
+    return (
+        f"{total:,} chunks of {_size_text(mean)} on average to decode (integrity."
+        f"processes-from-chunks={threshold:,}): per-chunk Python work holds the GIL on threads"
+    )
+
+
+def _size_text(nbytes: int) -> str:
+    size = float(nbytes)
+    for unit in ("B", "KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.3g} {unit}"
+        size /= 1024
+    return f"{size:.3g} GiB"
 
 
 def cap(items: Iterable[Finding], limit: int = MAX_LISTED) -> list[Finding]:

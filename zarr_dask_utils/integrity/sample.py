@@ -34,7 +34,7 @@ from zarr_dask_utils.integrity.plan import (
     smallest_detectable,
 )
 from zarr_dask_utils.integrity.reports import ChunkSampleReport
-from zarr_dask_utils.integrity.scan import run_scan
+from zarr_dask_utils.integrity.scan import ask_for_processes, run_scan
 
 __all__ = ["sample_statement", "verify_chunks"]
 
@@ -178,6 +178,7 @@ def verify_chunks(
         per = max(1, math.prod(grid.chunks) * opened.dtype.itemsize)
         batch = parse_bytes(str(get_option("integrity.batch-bytes")))
         sample = {"": (len(picked), per)}  # batches over positions in `picked`
+        ask_for_processes(op, sample)  # before op.threads starts the client
         batches = largest_first(plan_batches(sample, batch, op.threads), sample)
         work = [tuple(("", fmt, picked[x.start : x.stop]) for x in b) for b in batches]
         decoded, engine = run_scan(op, work, stats=False)

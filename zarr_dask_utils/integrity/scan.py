@@ -51,13 +51,21 @@ from zarr_dask_utils.integrity.plan import MISSING_NOTE, MissingPolicy, inventor
 from zarr_dask_utils.integrity.reports import IntegrityReport
 from zarr_dask_utils.integrity.scan_tasks import (
     Work,
+    ask_for_processes,
     merge_results,
     run_scan,
     scan_batch_task,
     scan_graph,
 )
 
-__all__ = ["check_data_integrity", "merge_results", "run_scan", "scan_batch_task", "scan_graph"]
+__all__ = [
+    "ask_for_processes",
+    "check_data_integrity",
+    "merge_results",
+    "run_scan",
+    "scan_batch_task",
+    "scan_graph",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +129,18 @@ def decode_layout(name: str, doc: Mapping[str, Any]) -> tuple[Any, ...]:
     return (name, grid, repr(codecs))
 
 
+def chunk_sizes(
+    arrays: Mapping[str, tuple[str, Mapping[str, Any]]],
+) -> dict[str, tuple[int, int]]:
+    """Per array with a known grid: ``(number of chunks, uncompressed bytes of one chunk)``."""
+    sizes: dict[str, tuple[int, int]] = {}
+    for path, (name, doc) in arrays.items():
+        grid = grid_from_document(path, name, doc)
+        if grid is not None:
+            sizes[path] = (grid.nchunks, math.prod(grid.chunks) * (itemsize_of(name, doc) or 8))
+    return sizes
+
+
 def array_work(
     arrays: Mapping[str, tuple[str, Mapping[str, Any]]], batch_bytes: int, parallelism: int = 1
 ) -> list[Work]:
@@ -130,15 +150,8 @@ def array_work(
     with at least two rounds per thread on small scans (:func:`two_rounds`); batches come
     largest first, the order :func:`scan_graph` gives them as priorities.
     """
-    sizes: dict[str, tuple[int, int]] = {}
-    formats: dict[str, int] = {}
-    for path, (name, doc) in arrays.items():
-        grid = grid_from_document(path, name, doc)
-        if grid is None:
-            continue
-        itemsize = itemsize_of(name, doc) or 8
-        sizes[path] = (grid.nchunks, math.prod(grid.chunks) * itemsize)
-        formats[path] = 2 if name == ARRAY_V2 else 3
+    sizes = chunk_sizes(arrays)
+    formats = {path: 2 if arrays[path][0] == ARRAY_V2 else 3 for path in sizes}
     total = sum(n * per for n, per in sizes.values())
     per_batch = two_rounds(total, batch_bytes, parallelism)
     batches = largest_first(plan_batches(sizes, per_batch, parallelism), sizes)
@@ -195,10 +208,11 @@ def _run_check(
     """The graphs of a check: inventory, and (deep) the decode scan, in one when possible."""
     location, probe = op.locations["source"], op.probes["source"]
     batch = parse_bytes(str(get_option("integrity.batch-bytes")))
-    threads = op.threads
     planned = known_arrays(location, probe) if deep else None
     if planned is not None:  # an array whose codec is not installed is not decoded at all
         planned = {p: d for p, d in planned.items() if not unavailable_codecs(d[1])}
+        ask_for_processes(op, chunk_sizes(planned))  # before op.threads starts the client
+    threads = op.threads
     start = time.perf_counter()
     tree: list[Delayed] = []
     if planned is not None:  # decode while the listing runs, in the same graph

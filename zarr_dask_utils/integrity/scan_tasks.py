@@ -8,7 +8,7 @@ builds the tasks and their tree reduction, :func:`run_scan` runs them on an oper
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from dask.base import annotate
 from dask.delayed import Delayed, delayed
@@ -30,8 +30,16 @@ from zarr_dask_utils._core.storage.heap import heap_allocations
 from zarr_dask_utils._core.storage.locations import Location
 from zarr_dask_utils._core.storage.objectstream import StreamSettings
 from zarr_dask_utils._core.storage.storeio import storage_errors
+from zarr_dask_utils.integrity.plan import scan_workload
 
-__all__ = ["Work", "merge_results", "run_scan", "scan_batch_task", "scan_graph"]
+__all__ = [
+    "Work",
+    "ask_for_processes",
+    "merge_results",
+    "run_scan",
+    "scan_batch_task",
+    "scan_graph",
+]
 
 Work = tuple[tuple[str, int, Sequence[int]], ...]  # (array path, zarr format, grid indices)
 
@@ -92,6 +100,19 @@ def scan_batch_task(
                 stats=stats,
             )
     return result
+
+
+def ask_for_processes(op: Operation, chunks: Mapping[str, tuple[int, int]]) -> None:
+    """Before *op*'s client starts: ask for worker processes when *chunks* are many.
+
+    Calls :meth:`Operation.want_processes` (``embedded_mode`` then picks worker processes for an
+    embedded cluster under ``cluster.processes=auto``; an explicit setting, a user's client or
+    a running one is used as given) from ``integrity.processes-from-chunks``, see
+    :func:`~zarr_dask_utils.integrity.plan.scan_workload`.  *chunks*: per array path, the
+    number of chunks to decode and the uncompressed bytes of one.
+    """
+    threshold = get_option("integrity.processes-from-chunks")
+    op.want_processes(scan_workload(chunks, int(threshold or 0)))
 
 
 def merge_results(*parts: DecodeResult) -> DecodeResult:

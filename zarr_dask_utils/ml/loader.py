@@ -94,15 +94,15 @@ class DaskBatchLoader:
         token = tokenize(self.dataset.spec.location.url, self.sampler.epoch, uuid.uuid4().hex)
         try:
             for b, ids in enumerate(self.batches):
-                hint = {"workers": [workers[(b // run) % len(workers)]]} if workers else {}
+                # no workers yet (still starting, scaled to zero): no hint, tasks wait for one
+                hint: dict[str, Any] = (
+                    {"workers": [workers[(b // run) % len(workers)]], "allow_other_workers": True}
+                    if workers
+                    else {}
+                )
                 pending.append(
                     self.client.submit(
-                        read_batch,
-                        shipped,
-                        ids,
-                        key=f"zdu-ml-read-{token}-{b}",
-                        allow_other_workers=True,
-                        **hint,
+                        read_batch, shipped, ids, key=f"zdu-ml-read-{token}-{b}", **hint
                     )
                 )
                 if len(pending) >= self.max_in_flight:

@@ -182,6 +182,34 @@ class RechunkPlan:
         }
 
 
+def _aligned_block(
+    shape: tuple[int, ...],
+    itemsize: int,
+    source_chunks: tuple[int, ...],
+    write_unit: tuple[int, ...],
+    max_mem: int,
+) -> tuple[int, ...] | None:
+    """The largest block within *max_mem* made of whole source chunks *and* whole write units.
+
+    Rechunker's plan grows the write chunks from the target's side only, so it can miss a
+    direct copy that reads every source chunk once: ``(256, 16, 16) -> (1, 128, 512)`` under
+    64 MiB gets write blocks ``(64, 512, 512)`` (each source chunk read 4x, hence two stages)
+    while ``(256, 128, 512)`` holds whole chunks of both.  Per axis the least common multiple
+    of the two chunk sizes (or the whole axis), then grown by whole multiples up to *max_mem*
+    (rechunker's ``consolidate_chunks``); ``None`` when even that smallest block is too big.
+    """
+    if not shape or 0 in shape:
+        return None
+    smallest = tuple(
+        min(math.lcm(c, w), n) for c, w, n in zip(source_chunks, write_unit, shape, strict=True)
+    )
+    if math.prod(smallest) * itemsize > max_mem:
+        return None
+    from rechunker.algorithm import consolidate_chunks
+
+    return tuple(int(b) for b in consolidate_chunks(shape, smallest, itemsize, max_mem))
+
+
 def plan_rechunk(
     shape: Sequence[int],
     itemsize: int,
@@ -239,6 +267,10 @@ def plan_rechunk(
         )
     read, inter, write = tuple(read), tuple(inter), tuple(write)
     direct = read_amplification(shape, write, source_chunks)
+    aligned = _aligned_block(shape, itemsize, source_chunks, write_unit, max_mem)
+    if aligned is not None and read_amplification(shape, aligned, source_chunks) < direct:
+        read = inter = write = aligned
+        direct = read_amplification(shape, write, source_chunks)
     stages: tuple[RechunkStage, ...]
     if allow_two_stage and direct > amplification_limit and inter not in (read, write):
         stage1_block = tuple(

@@ -87,7 +87,9 @@ def rechunk_array(
     max_mem
         Bytes one task may hold (``"256MiB"``); default ``optimize.max-mem``.
     temp_store
-        Location for the intermediate copy of a two-stage plan (deleted at the end).
+        Location for the intermediate copy of a two-stage plan (deleted at the end); it is
+        written uncompressed on local disk, blosc-lz4 on object stores
+        (``optimize.temp-compressors``).
     target_shards
         Shard shapes (format 3), same forms as *target_chunks*; tasks write whole shards.
     compressors

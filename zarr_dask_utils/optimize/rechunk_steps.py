@@ -203,7 +203,12 @@ def plan_run(
         temp_meta = None
         if plan.two_stage:
             temp_meta, _ = build_target_documents(
-                [], [(path, arr)], {path: plan.intermediate_chunks}, {}, zarr_format=3
+                [],
+                [(path, arr)],
+                {path: plan.intermediate_chunks},
+                {},
+                zarr_format=3,
+                compressors=temp_compressors(arr.dtype),
             )
             temp_meta = temp_meta[path]
         jobs.append(ArrayJob(path, arr.metadata, layout.metadata[path], temp_meta, plan))
@@ -220,6 +225,25 @@ def plan_run(
         src.display, src.path, tgt.display, layout.documents, method, [j.plan for j in jobs]
     )
     return RechunkRun(tuple(jobs), method, reason, token, layout.documents)
+
+
+def temp_compressors(dtype: Any) -> str | None:
+    """The compressor of the intermediate copy (``optimize.temp-compressors``), for numbers.
+
+    The temp copy is written once, read once, then deleted, so the source's codec (zstd
+    encodes at a third of lz4's speed here) is the wrong trade: ``auto`` writes it with
+    blosc-lz4, nearly as fast as no compression (``benchmarks/README.md``, "Fixed cost of a
+    call") while the temp copy of compressible data does not take its full uncompressed size
+    on disk (``"none"`` chooses that explicitly, where space is plentiful).
+    Other dtypes (strings, objects) keep the source's codecs; ``None`` keeps them always.
+    """
+    name = get_option("optimize.temp-compressors")
+    kind = getattr(dtype, "kind", "")
+    if name is None or str(kind) not in ("b", "i", "u", "f", "c", "m", "M"):
+        return None
+    if str(name).strip().lower() == "auto":
+        return "blosc-lz4"
+    return str(name)
 
 
 def mark_partial(op: Operation, run: RechunkRun, overwrite: bool) -> tuple[set[str], bool, bool]:

@@ -221,7 +221,7 @@ def _orphan_owner(key: str, zarr_format: int) -> str:
     parts = key.split("/")[:-1]
     if zarr_format == 3 and "c" in parts:
         return "/".join(parts[: len(parts) - 1 - parts[::-1].index("c")])
-    while parts and parts[-1].isdigit():
+    while parts and parts[-1].isascii() and parts[-1].isdigit():
         parts.pop()
     return "/".join(parts)
 

@@ -103,7 +103,9 @@ def embedded_mode(
         ``True``/``False``/``"auto"``; ``None`` reads ``zarr-dask-utils.cluster.processes``.
     workload
         Why the operation's tasks want worker processes (``auto`` then picks them): e.g. the
-        converters' netCDF/HDF5 reads, which a per-process lock serialises across threads.
+        converters' netCDF/HDF5 reads, which a per-process lock serialises across threads, or
+        a deep scan of many small chunks, whose per-chunk Python work holds the GIL
+        (``integrity.processes-from-chunks``).
 
     Returns
     -------

@@ -170,6 +170,23 @@ class Operation:
 
     # --- the cluster -------------------------------------------------------------------------
 
+    def want_processes(self, reason: str | None) -> None:
+        """Ask for worker processes for an embedded cluster, with *reason* (before it starts).
+
+        ``embedded_mode`` then picks processes under ``cluster.processes=auto`` and the
+        engine line gives *reason*; an explicit setting, a user's client or a parent's
+        cluster is used as given.  The first reason wins; ``None`` asks nothing, and so does a
+        call after the client started (logged: the choice can no longer take effect).
+        """
+        if reason is None or self.workload is not None:
+            return
+        if self._client_started:
+            logger.info(
+                "%s: the cluster started before its workload was known (%s)", self.name, reason
+            )
+            return
+        self.workload = reason
+
     @property
     def shareable(self) -> bool:
         """Whether worker processes can see every location of this operation."""

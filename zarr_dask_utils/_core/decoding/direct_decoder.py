@@ -20,6 +20,7 @@ pipeline (:func:`zarr_dask_utils._core.decoding.pipeline_decoder.decode_objects`
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -49,6 +50,8 @@ __all__ = [
 Step = tuple[str, Numcodec | None]
 
 _BLOSC_HEADER = 16
+#: Blosc header: version bytes, uncompressed size, block size, compressed size (little-endian).
+_BLOSC_SIZES = struct.Struct("<4sIII")
 _EMPTY = 2**64 - 1  # offset and length of an inner chunk the shard does not store
 
 
@@ -219,6 +222,8 @@ class DirectDecoder:
         self.chain = chain
         self._out = np.empty(chain.nbytes, dtype=np.uint8)
         self._inner = None if chain.shard is None else DirectDecoder(chain.shard.inner)
+        # the chain of nearly every store: one call per chunk, no step loop nor new views
+        self._blosc_only = chain.shard is None and chain.steps == (("blosc", None),)
 
     def decode(
         self, raw: memoryview, into: np.ndarray[Any, Any] | None = None
@@ -233,11 +238,16 @@ class DirectDecoder:
         DecodeFailure
             With the finding code and the reason when the chunk is damaged.
         """
+        target = self._out if into is None else into
+        if self._blosc_only:
+            data: Any = self._blosc(raw, into=target)
+            if data is target:  # blosc filled it: exactly nbytes (checked against the header)
+                return target
+            return self._checked(data)
         if self.chain.shard is not None:
             return self._decode_shard(raw, self.chain.shard)
-        data: Any = raw
+        data = raw
         last = len(self.chain.steps) - 1
-        target = self._out if into is None else into
         for i, (kind, codec) in enumerate(self.chain.steps):
             if kind == "crc32c":
                 data = _check_crc32c(data)
@@ -249,6 +259,10 @@ class DirectDecoder:
                     data = codec.decode(data)
                 except Exception as err:
                     raise _failure(err) from None
+        return self._checked(data)
+
+    def _checked(self, data: Any) -> np.ndarray[Any, Any]:
+        """*data* as a flat ``uint8`` array, checked to hold exactly one decoded chunk."""
         flat = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
         if flat.nbytes != self.chain.nbytes:
             raise DecodeFailure(
@@ -311,9 +325,7 @@ class DirectDecoder:
                 "chunk-decode-error",
                 f"decoding failed ({size} bytes is shorter than a blosc header: truncated)",
             )
-        header = bytes(data[:_BLOSC_HEADER])
-        nbytes = int.from_bytes(header[4:8], "little")
-        announced = int.from_bytes(header[12:16], "little")
+        _, nbytes, _, announced = _BLOSC_SIZES.unpack_from(data)
         if announced != size:
             raise DecodeFailure(
                 "chunk-wrong-size",
@@ -391,19 +403,24 @@ def decode_direct(
     decoder = DirectDecoder(chain)
     summary = result.stats.setdefault(key_prefix, ArrayStats()) if stats else None
     stream = stream_objects(store, [join_key(base, k) for k in rel_keys], depth=depth)
-    for i, rel, raw in zip(indices, rel_keys, stream, strict=True):
-        if raw is None:
-            result.add_missing(join_key(key_prefix, rel))
-            continue
-        result.raw_bytes += len(raw)
-        try:
-            flat = decoder.decode(raw)
-        except DecodeFailure as failure:
-            result.add_bad(join_key(key_prefix, rel), failure.code, str(failure))
-            continue
-        result.decoded += 1
-        result.decoded_bytes += chain.nbytes
-        if summary is not None:
-            region = grid.region(grid.coords(i))
-            values = decoder.values(flat)
-            summary.add(values[tuple(slice(0, r.stop - r.start) for r in region)])
+    raw_bytes = decoded = 0  # counted here, added to *result* once
+    try:
+        for i, rel, raw in zip(indices, rel_keys, stream, strict=True):
+            if raw is None:
+                result.add_missing(join_key(key_prefix, rel))
+                continue
+            raw_bytes += len(raw)
+            try:
+                flat = decoder.decode(raw)
+            except DecodeFailure as failure:
+                result.add_bad(join_key(key_prefix, rel), failure.code, str(failure))
+                continue
+            decoded += 1
+            if summary is not None:
+                region = grid.region(grid.coords(i))
+                values = decoder.values(flat)
+                summary.add(values[tuple(slice(0, r.stop - r.start) for r in region)])
+    finally:
+        result.raw_bytes += raw_bytes
+        result.decoded += decoded
+        result.decoded_bytes += decoded * chain.nbytes

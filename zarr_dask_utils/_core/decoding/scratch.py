@@ -19,48 +19,15 @@ variable at start-up (a client with an embedded cluster) and other platforms are
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator
 
-from zarr_dask_utils._core.storage.heap import mmap_threshold_adjustable
+from zarr_dask_utils._core.storage.malloc import (
+    TRIM_THRESHOLD,
+    dynamic_thresholds_off,
+    startup_int,
+)
 
 __all__ = ["keep_scratch_memory"]
-
-_M_TRIM_THRESHOLD = -1
-
-_lock = threading.Lock()
-_active = 0
-_startup: tuple[int, ...] | None = None  # cached: () when the variable was not set at start
-
-
-def _startup_threshold() -> int | None:
-    """The ``MALLOC_TRIM_THRESHOLD_`` glibc read when this process started, if any.
-
-    Read from ``/proc/self/environ`` (the environment the process was started with), not
-    ``os.environ``: distributed also puts the variable into the client's ``os.environ``, where
-    it never reached malloc, and that process must keep its dynamic thresholds.
-    """
-    global _startup
-    if _startup is None:
-        try:
-            with open("/proc/self/environ", "rb") as f:
-                value = _trim_threshold_in(f.read())
-        except OSError:  # pragma: no cover - not Linux
-            value = None
-        _startup = () if value is None else (value,)
-    return _startup[0] if _startup else None
-
-
-def _trim_threshold_in(environ: bytes) -> int | None:
-    """``MALLOC_TRIM_THRESHOLD_`` of a NUL-separated environment block (``None``: unset, bad)."""
-    for entry in reversed(environ.split(b"\0")):
-        name, _, value = entry.partition(b"=")
-        if name == b"MALLOC_TRIM_THRESHOLD_":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
 
 
 @contextlib.contextmanager
@@ -77,22 +44,10 @@ def keep_scratch_memory(limit: int | None) -> Iterator[bool]:
     bool
         Whether the threshold was raised.
     """
-    global _active
-    previous = _startup_threshold()
-    if not limit or previous is None or previous >= limit or not mmap_threshold_adjustable():
+    # what glibc read at start-up, not os.environ (see _core.storage.malloc)
+    previous = startup_int("MALLOC_TRIM_THRESHOLD_")
+    if not limit or previous is None or previous >= limit or not dynamic_thresholds_off():
         yield False
         return
-    import ctypes
-
-    mallopt = ctypes.CDLL(None).mallopt
-    with _lock:
-        if _active == 0:
-            mallopt(_M_TRIM_THRESHOLD, int(limit))
-        _active += 1
-    try:
+    with TRIM_THRESHOLD.scope(int(limit), restore=previous):
         yield True
-    finally:
-        with _lock:
-            _active -= 1
-            if _active == 0:
-                mallopt(_M_TRIM_THRESHOLD, previous)

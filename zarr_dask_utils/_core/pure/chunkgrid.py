@@ -64,7 +64,7 @@ class ArrayGrid:
         elif not self.grid:
             return () if rel == "0" else None
         parts = rel.split(self.separator)
-        if len(parts) != len(self.grid) or not all(p.isdigit() for p in parts):
+        if len(parts) != len(self.grid) or not all(p.isascii() and p.isdigit() for p in parts):
             return None
         return tuple(int(p) for p in parts)
 

@@ -47,7 +47,7 @@ def parse_compressor(text: str) -> tuple[str, int | None]:
         )
     if not level:
         return name, COMPRESSOR_NAMES[name]
-    if name == "none" or not level.lstrip("-").isdigit():
+    if name == "none" or not (level.isascii() and level.lstrip("-").isdigit()):
         raise InvalidOptionError(
             f"Compressor {text!r}: the level after ':' must be an integer (e.g. zstd:3), and "
             "'none' takes no level."

@@ -12,14 +12,16 @@ that holds the listing and send only the inventory to the client.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
+from itertools import product
+from operator import contains
 from typing import Any
 
 import numpy as np
 
 from zarr_dask_utils._core.pure.chunkgrid import ArrayGrid, grid_from_document, is_partial_key
-from zarr_dask_utils._core.pure.keys import ARRAY_V2, ZARR_JSON, is_metadata_key, split_key
+from zarr_dask_utils._core.pure.keys import ARRAY_V2, METADATA_NAMES, ZARR_JSON, split_key
 
 __all__ = [
     "KEY_CLASSES",
@@ -151,13 +153,28 @@ def size_bounds(name: str, doc: Mapping[str, Any], grid: ArrayGrid) -> tuple[int
     return (0 if grid.inner else 1), largest
 
 
-def _owner(key: str, arrays: Iterable[str] | set[str]) -> str | None:
-    parts = key.split("/")
-    for i in range(len(parts) - 1, -1, -1):
-        candidate = "/".join(parts[:i])
-        if candidate in arrays:
-            return candidate
-    return None
+def _folder_owner(folder: str, owners: set[str], known: dict[str, str | None]) -> str | None:
+    """The deepest of *owners* that is *folder* or one of the folders above it, up to ``""``.
+
+    Climbs until a folder whose owner is *known*, an owner or the root, then remembers the
+    answer for every folder it passed.
+    """
+    passed: list[str] = []
+    while True:
+        if folder in known:
+            owner = known[folder]
+            break
+        passed.append(folder)
+        if folder in owners:
+            owner = folder
+            break
+        if not folder:
+            owner = None
+            break
+        folder = folder.rpartition("/")[0]
+    for seen in passed:
+        known[seen] = owner
+    return owner
 
 
 def array_documents(docs: Mapping[str, Any]) -> dict[str, tuple[str, Any]]:
@@ -194,6 +211,7 @@ def build_inventory(
     skip = ignore_prefix.rstrip("/") + "/" if ignore_prefix else None
     if skip:
         docs = {k: v for k, v in docs.items() if not k.startswith(skip)}
+        sizes = {k: v for k, v in sizes.items() if not k.startswith(skip)}
     for path, (name, doc) in array_documents(docs).items():
         grid = grid_from_document(path, name, doc)
         if grid is None:
@@ -204,52 +222,144 @@ def build_inventory(
         inv.arrays[path] = ArrayInventory(
             path, fmt, grid, expected_size=size_bounds(name, doc, grid)
         )
-    unusable = set(inv.unusable)
-    owners = set(grids) | unusable
-    present: dict[str, set[tuple[int, ...]]] = {path: set() for path in grids}
-    for key, size in sizes.items():
-        if skip and key.startswith(skip):
-            continue
-        inv.objects += 1
-        inv.total_bytes += size
-        if is_metadata_key(key):
-            inv.metadata_objects += 1
-            continue
-        owner = _owner(key, owners)
-        if owner in unusable:
-            inv.unchecked += 1
-            continue
-        if owner is None:
-            (inv.partial if is_partial_key(key) else inv.unexpected).add(key)
-            continue
-        coords = _classify(inv.arrays[owner], key, size)
-        if coords is not None:
-            present[owner].add(coords)
+    inv.objects = len(sizes)
+    inv.total_bytes = sum(sizes.values())
+    groups = _group_by_array(inv, sizes, set(grids))
     for path, arr in inv.arrays.items():
-        arr.missing_keys = _first_missing(arr, present[path])
+        keys, found = groups[path]
+        arr.missing_keys = _first_missing(arr, _classify_array(arr, keys, found))
     return inv
 
 
-def _first_missing(arr: ArrayInventory, present: set[tuple[int, ...]]) -> list[str]:
+def _group_by_array(
+    inv: Inventory, sizes: Mapping[str, int], arrays: set[str]
+) -> dict[str, tuple[list[str], list[int]]]:
+    """Keys and sizes per array; count the metadata documents and the keys outside arrays.
+
+    The owner of a key depends only on its parent folder, so it is looked up once per folder
+    (a few hundred for a grid of thousands of chunks), not once per key, and a folder's owner
+    from its parent's.
+    """
+    owners = arrays | set(inv.unusable)
+    groups: dict[str, tuple[list[str], list[int]]] = {path: ([], []) for path in arrays}
+    owner_of: dict[str, str | None] = {}
+    for key, size in sizes.items():
+        parent, _, name = key.rpartition("/")
+        if name in METADATA_NAMES:
+            inv.metadata_objects += 1
+            continue
+        try:
+            owner = owner_of[parent]
+        except KeyError:
+            owner = _folder_owner(parent, owners, owner_of)
+        if owner is None:
+            (inv.partial if is_partial_key(key) else inv.unexpected).add(key)
+        elif owner in groups:
+            keys, found = groups[owner]
+            keys.append(key)
+            found.append(size)
+        else:
+            inv.unchecked += 1  # an array whose grid is unknown
+    return groups
+
+
+def _classify_array(arr: ArrayInventory, keys: list[str], sizes: list[int]) -> list[str]:
+    """Classify one array's keys; the keys of its stored objects (in grid, well formed).
+
+    Fast path for the common key (``c/0/1/2``, ``0.1.2``: one separator character): after a
+    head (array path, prefix, separator) built once per array, one ``split`` and one set
+    lookup per coordinate among the canonical numbers of that dimension.  Any other key
+    (leading zeros, out of grid, malformed, partial, …) takes :func:`_reject`, the general
+    rules, which give the same answer for every key the fast path accepts.
+    """
+    head = _head(arr)
+    ok_keys: list[str] = []
+    ok_sizes: list[int] = []
+    if head is not None:
+        checks: list[Container[str]] = [
+            _Coordinate(n) if n > _MAX_NAMED else frozenset(map(str, range(n)))
+            for n in arr.grid.grid
+        ]
+        sep, start, ndim = arr.grid.separator, len(head), len(checks)
+        for key, size in zip(keys, sizes, strict=True):
+            if key.startswith(head):
+                parts = key[start:].split(sep)
+                if len(parts) == ndim and all(map(contains, checks, parts)):
+                    ok_keys.append(key)
+                    ok_sizes.append(size)
+                    continue
+            if _reject(arr, key) is not None:
+                ok_keys.append(key)
+                ok_sizes.append(size)
+    else:
+        for key, size in zip(keys, sizes, strict=True):
+            if _reject(arr, key) is not None:
+                ok_keys.append(key)
+                ok_sizes.append(size)
+    _count_stored(arr, ok_keys, ok_sizes)
+    return ok_keys
+
+
+#: Dimensions up to this many objects are checked against a set of their numbers as text.
+_MAX_NAMED = 4096
+
+
+class _Coordinate:
+    """``text in _Coordinate(n)``: *text* is ASCII digits for a number below *n*."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __contains__(self, text: object) -> bool:
+        if not isinstance(text, str) or not text.isascii() or not text.isdigit():
+            return False
+        return int(text) < self.n
+
+
+def _head(arr: ArrayInventory) -> str | None:
+    """What every chunk key of *arr* starts with (path, prefix, separator).
+
+    ``None`` when the fast path does not apply (a separator of several characters, 0-d).
+    """
+    grid = arr.grid
+    if len(grid.separator) != 1 or not grid.grid:
+        return None
+    prefix = grid.prefix + grid.separator if grid.prefix else ""
+    return f"{arr.path}/{prefix}" if arr.path else prefix
+
+
+def _first_missing(arr: ArrayInventory, stored: list[str]) -> list[str]:
     """The first :data:`MAX_MISSING_LISTED` grid keys (C order) with no stored object.
 
-    Stops after that many: it visits at most ``len(present) + MAX_MISSING_LISTED`` positions.
+    Stops after that many: it visits at most ``len(stored) + MAX_MISSING_LISTED`` positions.
     """
     found: list[str] = []
     if arr.missing <= 0:
         return found
-    for index in range(arr.expected):
-        coords = arr.grid.coords(index)
+    head = _head(arr)
+    if head is not None:  # every stored key is head + digits and separators
+        sep, start = arr.grid.separator, len(head)
+        present = {tuple(map(int, key[start:].split(sep))) for key in stored}
+    else:
+        cut = len(arr.path) + 1 if arr.path else 0
+        present = {arr.grid.parse(key[cut:]) for key in stored}  # type: ignore[misc]
+    limit = min(MAX_MISSING_LISTED, arr.missing)
+    for coords in product(*map(range, arr.grid.grid)):  # C order, as grid.coords(index)
         if coords not in present:
             rel = arr.grid.key(coords)
             found.append(f"{arr.path}/{rel}" if arr.path else rel)
-            if len(found) >= min(MAX_MISSING_LISTED, arr.missing):
+            if len(found) >= limit:
                 break
     return found
 
 
-def _classify(arr: ArrayInventory, key: str, size: int) -> tuple[int, ...] | None:
-    """Count *key* in *arr*; its grid coordinates when it is a stored object of the grid."""
+def _reject(arr: ArrayInventory, key: str) -> tuple[int, ...] | None:
+    """List *key* if it is no stored object of the grid (partial, invalid, out of grid).
+
+    Returns its grid coordinates otherwise.
+    """
     rel = key[len(arr.path) + 1 :] if arr.path else key
     if is_partial_key(rel):
         arr.lists["partial"].add(key)
@@ -261,16 +371,26 @@ def _classify(arr: ArrayInventory, key: str, size: int) -> tuple[int, ...] | Non
     if not arr.grid.in_grid(coords):
         arr.lists["out_of_grid"].add(key)
         return None
-    arr.present += 1
-    arr.stored_bytes += size
-    arr.min_size = size if arr.min_size is None else min(arr.min_size, size)
-    arr.max_size = size if arr.max_size is None else max(arr.max_size, size)
-    if size == 0:
-        arr.lists["zero_byte"].add(key)
-    elif arr.expected_size is not None:
-        low, high = arr.expected_size
-        if size < low:
-            arr.lists["too_small"].add(key)
-        elif size > high:
-            arr.lists["too_large"].add(key)
     return coords
+
+
+def _count_stored(arr: ArrayInventory, keys: list[str], sizes: list[int]) -> None:
+    """Count the stored objects (*keys*, *sizes*) of *arr*; list the zero-byte and odd-sized."""
+    if not sizes:
+        return
+    smallest, largest = min(sizes), max(sizes)
+    arr.present += len(sizes)
+    arr.stored_bytes += sum(sizes)
+    arr.min_size = smallest if arr.min_size is None else min(arr.min_size, smallest)
+    arr.max_size = largest if arr.max_size is None else max(arr.max_size, largest)
+    bounds = arr.expected_size
+    if smallest > 0 and (bounds is None or (bounds[0] <= smallest and largest <= bounds[1])):
+        return  # the common case: nothing to list
+    for key, size in zip(keys, sizes, strict=True):
+        if size == 0:
+            arr.lists["zero_byte"].add(key)
+        elif bounds is not None:
+            if size < bounds[0]:
+                arr.lists["too_small"].add(key)
+            elif size > bounds[1]:
+                arr.lists["too_large"].add(key)
