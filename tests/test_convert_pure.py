@@ -21,7 +21,7 @@ from zarr_dask_utils.convert.plan import (
 )
 from zarr_dask_utils.convert.progress import ConversionProgress
 from zarr_dask_utils.convert.run import READERS_LOCKED
-from zarr_dask_utils.convert.sources import SourceFile, detect_kind, netcdf_engine
+from zarr_dask_utils.convert.sources import SourceFile, detect_kind, netcdf_engines
 
 
 @pytest.mark.parametrize(
@@ -172,19 +172,26 @@ def test_progress_counts_rate_eta_and_callback():
 
 
 @pytest.mark.parametrize(
-    ("kinds", "engine"),
+    ("paths", "engines", "reader"),
     [
-        (("netcdf4", "netcdf4"), "h5netcdf"),
-        (("netcdf3",), "netcdf4"),
-        (("netcdf3", "netcdf4"), "netcdf4"),
+        ({"/d/0.nc": "netcdf4", "/d/1.nc": "netcdf4"}, ("h5netcdf",) * 2, "netCDF-4/HDF5 only"),
+        ({"/d/0.nc": "netcdf3"}, ("netcdf4",), "reads netcdf3"),
+        ({"/d/0.nc": "netcdf3", "/d/1.nc": "netcdf4"}, ("netcdf4",) * 2, "netcdf3 and netcdf4"),
+        ({"s3://b/0.nc": "netcdf3"}, ("scipy",), "scipy engine (netCDF-3 on an object store"),
+        (
+            {"s3://b/0.nc": "netcdf3", "s3://b/1.nc": "netcdf4", "/d/2.nc": "netcdf3"},
+            ("scipy", "h5netcdf", "netcdf4"),
+            "h5netcdf engine (netCDF-4/HDF5 on an object store",
+        ),
     ],
-    ids=["netcdf4-only", "classic", "mixed"],
+    ids=["netcdf4-only", "classic", "mixed", "s3-classic", "s3-mixed-and-local"],
 )
-def test_engine_choice_names_reader_and_why(kinds, engine):
-    files = [SourceFile(f"/d/{i}.nc", k, 1) for i, k in enumerate(kinds)]
-    chosen, why = netcdf_engine(files)
-    assert chosen == engine
-    assert why
+def test_engine_per_file_and_a_reader_line_naming_them(paths, engines, reader):
+    files = [SourceFile(p, k, 1) for p, k in paths.items()]
+    chosen, line = netcdf_engines(files)
+    assert chosen == engines
+    assert reader in line
+    assert all(f"{e} engine (" in line for e in engines)  # every engine says what it read
 
 
 @pytest.mark.parametrize(("setting", "processes"), [("auto", True), ("false", False)])

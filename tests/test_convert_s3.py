@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 
 import dask
 import fsspec
+import netCDF4
+import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
@@ -18,6 +21,8 @@ from zarr_dask_utils import (
     netcdf_to_zarr,
 )
 from zarr_dask_utils.cli.main import cli
+from zarr_dask_utils.convert.classic import ClassicArray, open_classic
+from zarr_dask_utils.convert.sources import expand_sources
 from zarr_dask_utils.testing.ncfiles import write_netcdf, write_netcdf_series
 
 pytestmark = [pytest.mark.cluster, pytest.mark.s3]
@@ -95,7 +100,95 @@ def test_cli_reads_s3_sources_with_storage_options(tmp_path, client, s3_bucket, 
     _assert_identical(paths, dst)
 
 
-def test_missing_objects_and_classic_files_are_input_errors(
+def _with_station_codes(path):
+    """*path* with a char array (``S1``, one code shorter) and a ``missing_value`` variable."""
+    with netCDF4.Dataset(path, "a") as nc:
+        nc.createDimension("station", 4)
+        nc.createDimension("nchar", 3)
+        codes = nc.createVariable("station_code", "S1", ("station", "nchar"))
+        codes[:] = netCDF4.stringtochar(np.array(["OSL", "LY", "GRZ", "BRN"], "S3"))
+        height = nc.createVariable("height", "f8", ("station",))
+        height.missing_value = -999.0
+        height.units = "m"
+        height[:] = [12.0, -999.0, 353.0, 540.0]
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("last", ["classic", "netcdf4", "packed"])
+def test_s3_netcdf3_converts_identical_to_local_copies(
+    tmp_path, client, s3_bucket, s3_storage_options, last
+):
+    paths = write_netcdf_series(tmp_path / "src", "classic", files=3, nt=4, calendar="360_day")
+    mix = last == "netcdf4"  # scipy and h5netcdf read one dataset together
+    if last != "classic":  # packed: a classic file packed otherwise (harmonised per file)
+        enc = {"scale_factor": 0.02, "add_offset": 250.0} if last == "packed" else None
+        kind = "netcdf4" if mix else "classic"
+        paths[-1] = write_netcdf(paths[-1], kind, t0=8, nt=4, calendar="360_day", encoding=enc)
+    paths = [_with_station_codes(p) for p in paths]
+    url = _upload(paths, s3_bucket, s3_storage_options)
+    dst = str(tmp_path / "out.zarr")
+    report = netcdf_to_zarr(
+        f"{url}/*.nc",
+        dst,
+        storage_options=s3_storage_options,
+        chunks={"time": 3},  # regions straddle files
+        client=client,
+        progress=False,
+    )
+    assert report.ok, str(report)
+    assert report.regions_written >= 4
+    assert "scipy engine (netCDF-3 on an object store" in report.reader
+    assert ("h5netcdf engine (netCDF-4/HDF5 on an object store" in report.reader) is mix
+    if last == "packed":  # raw values differ (unpacked): decoded, they are xarray's
+        assert "'t2m': files packed" in report.groups[0]["note"]
+        _assert_identical(paths, dst, decodes=(True,))
+    else:  # decoded and raw: fill values, packing, missing_value, calendar, char arrays
+        _assert_identical(paths, dst)
+
+
+def test_remote_netcdf3_graph_holds_no_values(tmp_path, s3_bucket, s3_storage_options):
+    path = write_netcdf(tmp_path / "c.nc", "classic", nt=40, ny=32, nx=32)
+    url = _upload([path], s3_bucket, s3_storage_options, prefix="classic")
+    (source,) = expand_sources(f"{url}/c.nc", s3_storage_options)
+    with (
+        open_classic(source, decode_cf=False, chunks=None, cache=False) as got,
+        xr.open_dataset(path, engine="netcdf4", decode_cf=False) as want,
+    ):
+        xr.testing.assert_identical(got.compute(), want.load())  # a copy: got stays lazy
+        lazy = got.chunk({"time": 10})["t2m"].data
+        assert len(pickle.dumps(dict(lazy.dask))) < lazy.nbytes // 4  # URLs, not values
+        np.testing.assert_array_equal(pickle.loads(pickle.dumps(lazy)).compute(), want["t2m"])
+    array = ClassicArray(source, "tp", (40, 32, 32), "f4")
+    assert pickle.loads(pickle.dumps(array)).source == source
+
+
+def _write_netcdf3(path, fmt):
+    with netCDF4.Dataset(path, "w", format=fmt) as nc:
+        nc.createDimension("x", 3)
+        v = nc.createVariable("v", "f4", ("x",), fill_value=np.float32(-1))
+        v[:] = [1.0, -1.0, 3.0]
+    return str(path)
+
+
+def test_remote_64bit_offset_reads_and_cdf5_is_refused(tmp_path, s3_bucket, s3_storage_options):
+    so = s3_storage_options
+    offset = _write_netcdf3(tmp_path / "offset.nc", "NETCDF3_64BIT_OFFSET")
+    cdf5 = _write_netcdf3(tmp_path / "cdf5.nc", "NETCDF3_64BIT_DATA")
+    url = _upload([offset, cdf5], s3_bucket, so, prefix="v")
+    (source,) = expand_sources(f"{url}/offset.nc", so)
+    for decode in (True, False):
+        with (
+            open_classic(source, decode_cf=decode, chunks=None, cache=False) as got,
+            xr.open_dataset(offset, decode_cf=decode) as want,
+        ):
+            xr.testing.assert_identical(got.compute(), want.load())
+    with pytest.raises(ConversionInputError, match="CDF-5"):  # scipy cannot: refused
+        netcdf_to_zarr(f"{url}/cdf5.nc", str(tmp_path / "c.zarr"), storage_options=so)
+    assert not os.path.exists(tmp_path / "c.zarr")
+
+
+def test_missing_objects_are_input_errors_grib_on_s3_is_refused(
     tmp_path, s3_bucket, s3_storage_options
 ):
     so = s3_storage_options
@@ -103,13 +196,10 @@ def test_missing_objects_and_classic_files_are_input_errors(
         netcdf_to_zarr(f"s3://{s3_bucket}/none/*.nc", str(tmp_path / "a.zarr"), storage_options=so)
     with pytest.raises(ConversionInputError, match="does not exist"):
         netcdf_to_zarr(f"s3://{s3_bucket}/gone.nc", str(tmp_path / "b.zarr"), storage_options=so)
-    classic = write_netcdf(tmp_path / "c.nc", "classic")
-    url = _upload([classic], s3_bucket, so, prefix="classic")
-    with pytest.raises(ConversionInputError, match="netCDF-3 file on an object store"):
-        netcdf_to_zarr(f"{url}/c.nc", str(tmp_path / "c.zarr"), storage_options=so)
+    url = f"s3://{s3_bucket}/grib"
     with pytest.raises(ConversionInputError, match="cfgrib/ecCodes, which need local paths"):
         grib_to_zarr(f"{url}/c.grib", str(tmp_path / "d.zarr"))
-    assert not os.path.exists(tmp_path / "c.zarr")  # refused before anything was written
+    assert not os.path.exists(tmp_path / "d.zarr")  # refused before anything was written
 
 
 @pytest.mark.slow  # botocore retries the dead endpoint for ~3 s

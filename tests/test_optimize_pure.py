@@ -149,6 +149,65 @@ def test_direct_plan_never_reads_more_than_rechunkers(shape, data, mem_units):
     assert plan.direct_amplification == read_amplification(shape, plan.write_chunks, source)
 
 
+@given(
+    shape=st.tuples(st.integers(1, 64), st.integers(1, 64), st.integers(1, 32)),
+    data=st.data(),
+    mem_units=st.integers(1, 24),
+    threads=st.integers(1, 8),
+)
+@settings(max_examples=200, deadline=None)
+def test_blocks_per_thread_never_read_more_nor_split_stored_objects(
+    shape, data, mem_units, threads
+):
+    source = tuple(data.draw(st.integers(1, n)) for n in shape)
+    target = tuple(data.draw(st.integers(1, n)) for n in shape)
+    max_mem = max(math.prod(target), math.prod(source)) * 4 * mem_units
+    args = (shape, 4, source, target, max_mem)
+    old = plan_rechunk(*args, allow_two_stage=True)
+    new = plan_rechunk(*args, allow_two_stage=True, threads=threads)
+    assert len(new.stages) == len(old.stages)
+    for before, after in zip(old.stages, new.stages, strict=True):
+        assert math.prod(after.block) * 4 <= max_mem
+        assert after.read_amplification <= before.read_amplification
+        assert after.n_blocks(shape) >= min(before.n_blocks(shape), 2 * threads)
+        assert all(  # every task writes whole objects of what it writes
+            b % c == 0 or b >= n
+            for b, c, n in zip(after.block, after.target_chunks, shape, strict=True)
+        )
+    last = new.stages[-1]
+    assert all(b % w == 0 or b >= n for b, w, n in zip(last.block, target, shape, strict=True))
+    if new.two_stage:  # stage 1 writes the temp copy's chunks, stage 2 reads them
+        assert new.stages[0].target_chunks == new.intermediate_chunks
+        assert new.stages[1].read_amplification == read_amplification(
+            shape, new.stages[1].block, new.intermediate_chunks
+        )
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "inter", "blocks"),
+    [
+        ((4, 512, 512), (256, 64, 64), (32, 128, 256), ((32, 512, 512), (256, 128, 256))),
+        ((256, 64, 64), (4, 512, 512), (32, 128, 256), ((256, 128, 256), (32, 512, 512))),
+    ],
+    ids=["time-to-space", "space-to-time"],
+)
+def test_two_stages_get_two_blocks_per_thread(source, target, inter, blocks):
+    # issue 13: 4 blocks of 64 MiB per stage left threads idle at the end of each stage; with
+    # 4 threads each stage gets 8 blocks of 32 MiB, still reading every chunk once
+    args = ((256, 512, 512), 4, source, target, 64 * 2**20)
+    old = plan_rechunk(*args, allow_two_stage=True)
+    assert [s.n_blocks(old.shape) for s in old.stages] == [4, 4]
+    plan = plan_rechunk(*args, allow_two_stage=True, threads=4)
+    assert plan.intermediate_chunks == inter
+    assert tuple(s.block for s in plan.stages) == blocks
+    assert [s.n_blocks(plan.shape) for s in plan.stages] == [8, 8]
+    assert [s.read_amplification for s in plan.stages] == [1.0, 1.0]
+    # more threads than whole source chunks allow: the blocks stop at whole source chunks
+    many = plan_rechunk(*args, allow_two_stage=True, threads=1024)
+    assert all(b % c == 0 for b, c in zip(many.stages[0].block, source, strict=True))
+    assert [s.read_amplification for s in many.stages] == [1.0, 1.0]
+
+
 def test_plan_rejects_shards_bigger_than_max_mem():
     with pytest.raises(InvalidOptionError, match="max_mem"):
         plan_rechunk((100,), 8, (10,), (100,), 100, allow_two_stage=False)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import zarr
@@ -9,6 +11,7 @@ import zarr
 from zarr_dask_utils import InvalidOptionError, NotAZarrStoreError, open_node, open_store
 from zarr_dask_utils._core.storage.storeio import list_keys, read_keys
 from zarr_dask_utils.optimize import rechunk_array
+from zarr_dask_utils.optimize.plan import plan_rechunk
 from zarr_dask_utils.optimize.rechunk import MARKER_PREFIX
 from zarr_dask_utils.testing import corrupt
 
@@ -140,6 +143,36 @@ def test_two_stage_plan_through_temp_store(tmp_path, client):
     assert "two stages" in report.method_reason
     _assert_same(str(tmp_path / "out.zarr"), data)
     assert "stages 2" in str(report)
+
+
+def test_two_stages_split_into_two_blocks_per_thread(tmp_path, client):
+    # issue 13: the client's 2 threads get >= 4 blocks per stage (3 in stage 2 before), with
+    # the temp copy's chunks shrunk to fit, and the values come out exact
+    src = str(tmp_path / "src.zarr")
+    data = _source(src, 3)
+    max_mem = math.prod(SHAPE) * 4 // 2
+    before = plan_rechunk(SHAPE, 4, (1, 20, 24), (48, 4, 4), max_mem, allow_two_stage=True)
+    report = rechunk_array(
+        src,
+        (48, 4, 4),
+        str(tmp_path / "out.zarr"),
+        max_mem=max_mem,
+        temp_store=str(tmp_path / "tmp.zarr"),
+        client=client,
+        progress=False,
+    )
+    plan = report.arrays[0]["plan"]
+    blocks = [
+        math.prod(-(-n // b) for n, b in zip(SHAPE, s["block"], strict=True))
+        for s in plan["stages"]
+    ]
+    assert [s.n_blocks(SHAPE) for s in before.stages] == [4, 3]
+    assert blocks == [4, 6]
+    assert plan["intermediate_chunks"] != list(before.intermediate_chunks)
+    for old, new in zip(before.stages, plan["stages"], strict=True):
+        assert new["read_amplification"] <= round(old.read_amplification, 3)
+    assert report.blocks_written == sum(blocks)
+    _assert_same(str(tmp_path / "out.zarr"), data)
 
 
 def test_temp_copy_uses_the_fast_codec_for_numbers_only():

@@ -30,7 +30,7 @@ from zarr_dask_utils.convert.harmonise import plan_for_files, preprocess_for
 from zarr_dask_utils.convert.progress import ConversionProgress
 from zarr_dask_utils.convert.report import ConversionReport
 from zarr_dask_utils.convert.run import convert_datasets
-from zarr_dask_utils.convert.sources import SourceFile, expand_sources, netcdf_engine, open_input
+from zarr_dask_utils.convert.sources import SourceFile, expand_sources, netcdf_engines, open_input
 
 __all__ = ["netcdf_to_zarr", "open_netcdf_groups"]
 
@@ -71,15 +71,25 @@ def _groups_of(source: SourceFile, engine: str) -> list[str]:
     return out
 
 
-def _open_files(xr: Any, files: Sequence[SourceFile], kwargs: Mapping[str, Any]) -> list[Any]:
-    """Each file's raw dataset, lazily indexed (no Dask yet).
+def _open_one(xr: Any, source: SourceFile, engine: str, kwargs: Mapping[str, Any]) -> Any:
+    if engine == "scipy":  # netCDF-3 on an object store: no values in the graph
+        from zarr_dask_utils.convert.classic import open_classic
+
+        return open_classic(source, **kwargs)
+    return xr.open_dataset(open_input(source), engine=engine, **kwargs)
+
+
+def _open_files(
+    xr: Any, files: Sequence[SourceFile], engines: Sequence[str], kwargs: Mapping[str, Any]
+) -> list[Any]:
+    """Each file's raw dataset, lazily indexed (no Dask yet), each with its own engine.
 
     Only the first if it has no variables (a group of subgroups only: its attributes).
     """
     out: list[Any] = []
     try:
-        for f in files:
-            out.append(xr.open_dataset(open_input(f), **kwargs))
+        for f, engine in zip(files, engines, strict=True):
+            out.append(_open_one(xr, f, engine, kwargs))
             if not out[0].variables:
                 break
     except BaseException:
@@ -97,7 +107,7 @@ def _combined(
     xr: Any,
     files: Sequence[SourceFile],
     raw: Sequence[Any],
-    engine: str,
+    engines: Sequence[str],
     group: str,
     chunks: Mapping[str, int],
     concat_dim: str | None,
@@ -113,7 +123,7 @@ def _combined(
             name_prefix="open_dataset-",
             token=tokenize(f.path, f.nbytes, engine, group, sorted(chunks.items())),
         )
-        for f, ds in zip(files, raw, strict=True)
+        for f, ds, engine in zip(files, raw, engines, strict=True)
     ]
     if plan is not None:
         harmonised = preprocess_for(plan, index)
@@ -128,7 +138,7 @@ def _combined(
 
 def open_netcdf_groups(
     files: Sequence[SourceFile],
-    engine: str,
+    engines: Sequence[str],
     *,
     variables: Sequence[str] | None = None,
     concat_dim: str | None = None,
@@ -139,7 +149,8 @@ def open_netcdf_groups(
     """Each group of the files as one raw, lazily read dataset: ``(group, dataset, note)``.
 
     Files are combined by their coordinates (``concat_dim``: along that dimension, in the
-    given order), as ``xarray.open_mfdataset`` combines them with xarray's new combine
+    given order), each read by its engine in *engines* (:func:`netcdf_engines`), as
+    ``xarray.open_mfdataset`` combines them with xarray's new combine
     defaults (no variable is repeated along the concatenated dimension).  Each file is opened
     once per group: *opened*, if given, keeps the files' raw datasets and the group's
     harmonisation plan between calls (a second call in the regions' *chunks* opens nothing).
@@ -154,7 +165,7 @@ def open_netcdf_groups(
     opened = {} if opened is None else opened
     if groups is None:
         try:
-            groups = _groups_of(files[0], engine)
+            groups = _groups_of(files[0], engines[0])
         except OSError as err:
             raise ConversionInputError(
                 f"netCDF cannot open {files[0].path!r} ({err}). Check that it is a complete "
@@ -164,7 +175,6 @@ def open_netcdf_groups(
     for group in groups:
         # raw and lazily indexed; cache=False: a task must read its region, not the variable
         kwargs: dict[str, Any] = {
-            "engine": engine,
             "decode_cf": False,
             "chunks": None,
             "cache": False,
@@ -176,7 +186,7 @@ def open_netcdf_groups(
                 # regions split the files' own chunks on purpose: each task reads its region
                 warnings.filterwarnings("ignore", "The specified chunks separate", UserWarning)
                 if group not in opened:
-                    raw = _open_files(xr, files, kwargs)
+                    raw = _open_files(xr, files, engines, kwargs)
                     many = len(raw) > 1
                     opened[group] = (raw, *(plan_for_files(raw, files) if many else (None, {})))
                 raw, plan, index = opened[group]
@@ -184,7 +194,7 @@ def open_netcdf_groups(
                     ds = raw[0]  # a group of subgroups only: its attributes
                 else:
                     ds = _combined(
-                        xr, files, raw, engine, group, chunks or {}, concat_dim, plan, index
+                        xr, files, raw, engines, group, chunks or {}, concat_dim, plan, index
                     )
         except ConversionInputError:
             raise
@@ -299,10 +309,10 @@ def netcdf_to_zarr(
     1
     """
     files = expand_sources(sources, storage_options, kinds=("netcdf3", "netcdf4"))
-    engine, why = netcdf_engine(files)
+    engines, reader = netcdf_engines(files)
     raw: dict[str, Any] = {}  # each group's files, opened once
     groups = open_netcdf_groups(
-        files, engine, variables=variables, concat_dim=concat_dim, opened=raw
+        files, engines, variables=variables, concat_dim=concat_dim, opened=raw
     )
     opened = [ds for _, ds, _ in groups]
 
@@ -311,7 +321,7 @@ def netcdf_to_zarr(
             ds
             for _, ds, _ in open_netcdf_groups(
                 files,
-                engine,
+                engines,
                 variables=variables,
                 concat_dim=concat_dim,
                 chunks=blocks,
@@ -327,7 +337,7 @@ def netcdf_to_zarr(
             groups,
             files,
             dst,
-            reader=f"xarray {engine} engine ({why})",
+            reader=reader,
             chunks=chunks,
             shards=shards,
             compressor=compressor,

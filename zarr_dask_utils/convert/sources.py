@@ -1,25 +1,28 @@
 r"""The input files of a conversion: expand paths and globs, read the magic bytes, pick engines.
 
 A netCDF-3 file starts with ``CDF\\x01``/``\\x02``/``\\x05``, netCDF-4 and HDF5 with
-``\\x89HDF``, GRIB with ``GRIB``.  netCDF-3 needs the ``netcdf4`` engine (h5netcdf cannot read
-it), and so does a mix of netCDF-3 and -4; netCDF-4/HDF5 alone use ``h5netcdf`` (less CPU per
-region read than the netCDF4 library: see ``benchmarks/README.md``), else ``netcdf4``.  An
-input that is missing, unreadable or of another kind is a :class:`ConversionInputError`
+``\\x89HDF``, GRIB with ``GRIB``.  Each file gets its engine (:func:`netcdf_engines`): local
+files share one, ``h5netcdf`` for netCDF-4/HDF5 only (less CPU per region read than the
+netCDF4 library: see ``benchmarks/README.md``), else ``netcdf4`` (it reads netCDF-3 and -4).
+An input that is missing, unreadable or of another kind is a :class:`ConversionInputError`
 (``zdu convert`` exit 2) naming it, before anything is written; storage failures of URLs
 (denied, endpoint unreachable, no bucket) are the project's storage errors
 (``translate_storage_error``).
 
-Inputs on an object store (``s3://…``) are read in place: globs are expanded by fsspec, and
-xarray's ``h5netcdf`` engine reads netCDF-4/HDF5 through fsspec file objects
-(:func:`open_input`), which Dask pickles as "reopen this URL" so every worker reads only the
-byte ranges of its regions; nothing is downloaded whole, neither here nor on the workers.
-netCDF-3 on an object store is refused with advice: neither h5netcdf nor the netCDF4 library
-reads it from a file object (xarray's scipy engine would; scipy is not a dependency).
+Inputs on an object store (``s3://…``) are read in place through fsspec file objects
+(:func:`open_input`): globs are expanded by fsspec; netCDF-4/HDF5 is read by ``h5netcdf``, whose
+file objects Dask pickles as "reopen this URL" so every worker reads only the byte ranges of
+its regions.  netCDF-3 is read by xarray's ``scipy`` engine (neither h5netcdf nor the netCDF4
+library reads it from a file object), which reads a file object's values whole when it opens
+it: :mod:`~zarr_dask_utils.convert.classic` keeps the values out of the graph, and a process
+reading regions of a file downloads it whole and keeps its last two files for the next ones.
+A mix of kinds is combined as one dataset, each file read by its own engine.
 """
 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +33,13 @@ from zarr_dask_utils._core.storage.locations import redact
 from zarr_dask_utils._core.storage.storeio import translate_storage_error
 from zarr_dask_utils.convert.errors import ConversionInputError
 
-__all__ = ["SourceFile", "detect_kind", "expand_sources", "netcdf_engine", "open_input"]
+__all__ = [
+    "SourceFile",
+    "detect_kind",
+    "expand_sources",
+    "netcdf_engines",
+    "open_input",
+]
 
 _MAGIC = {
     b"CDF\x01": "netcdf3",
@@ -189,43 +198,64 @@ def open_input(source: SourceFile) -> Any:
         raise _remote_error(err, source.path) from err
 
 
-def netcdf_engine(files: Sequence[SourceFile]) -> tuple[str, str]:
-    """The xarray engine for *files* and why: ``netcdf4`` reads both netCDF-3 and -4.
-
-    Inputs on an object store are read by ``h5netcdf`` through fsspec file objects.
-    """
-    import importlib.util
-
-    kinds = sorted({f.kind for f in files})
-    remote = [f for f in files if f.is_remote]
-    if remote:
-        classic = [f.path for f in remote if f.kind == "netcdf3"]
-        if classic:
-            raise ConversionInputError(
-                f"{redact(classic[0])} is a netCDF-3 file on an object store: it cannot be read "
-                "in place (h5netcdf reads only netCDF-4/HDF5 and the netCDF4 library needs a "
-                "local path). Copy the netCDF-3 files to a local directory (e.g. `aws s3 cp`, "
-                "or fsspec's get) and convert them from there."
-            )
-        if importlib.util.find_spec("h5netcdf") is None:  # pragma: no cover - [convert] has it
-            raise ConversionInputError(
-                "Inputs on an object store are read with h5netcdf, which is not installed. "
-                "Install zarr-dask-utils[convert]."
-            )
-        return "h5netcdf", (
-            "inputs on an object store: h5netcdf reads fsspec file objects on the workers, "
-            "byte ranges only"
-        )
+def _local_engine(kinds: set[str]) -> tuple[str, str]:
+    """The engine of the local files (one for all of them) and why."""
     if "netcdf3" not in kinds and importlib.util.find_spec("h5netcdf") is not None:
         return "h5netcdf", (
             "netCDF-4/HDF5 only: h5netcdf reads a region with ~2/3 of the netCDF4 engine's CPU "
             "(benchmarks/README.md, bench_convert)"
         )
     if importlib.util.find_spec("netCDF4") is not None:
-        return "netcdf4", f"netCDF4 library: reads {' and '.join(kinds)}"
+        return "netcdf4", f"netCDF4 library: reads {' and '.join(sorted(kinds))}"
     if "netcdf3" in kinds:
         raise ConversionInputError(
             "netCDF-3 inputs need the netCDF4 library (h5netcdf reads only netCDF-4/HDF5). "
             "Install zarr-dask-utils[convert]."
         )
     return "h5netcdf", "h5netcdf: netCDF4 library not installed"
+
+
+_REMOTE = {
+    "netcdf4": (
+        "h5netcdf",
+        "h5netcdf",
+        "netCDF-4/HDF5 on an object store: h5netcdf reads fsspec file objects on the workers, "
+        "byte ranges only",
+    ),
+    "netcdf3": (
+        "scipy",
+        "scipy",
+        "netCDF-3 on an object store: scipy reads fsspec file objects, each file whole, once "
+        "per process that reads it",
+    ),
+}
+
+
+def netcdf_engines(files: Sequence[SourceFile]) -> tuple[tuple[str, ...], str]:
+    """The xarray engine of each file, and the report's reader line saying which read what.
+
+    Local files share one engine: ``h5netcdf`` for netCDF-4/HDF5 only, else ``netcdf4``
+    (it reads both).  Files on an object store are read through fsspec file objects:
+    netCDF-4/HDF5 by ``h5netcdf`` (byte ranges), netCDF-3 by ``scipy``
+    (:func:`~zarr_dask_utils.convert.classic.open_classic`: whole files).
+    """
+    local = {f.kind for f in files if not f.is_remote}
+    engines: dict[str, str] = {}  # engine -> why, in the order of first use
+    if local:
+        engine, why = _local_engine(local)
+        engines[engine] = why
+    chosen = []
+    for f in files:
+        if not f.is_remote:
+            chosen.append(next(iter(engines)))
+            continue
+        engine, module, why = _REMOTE[f.kind]
+        if importlib.util.find_spec(module) is None:  # pragma: no cover - [convert] has it
+            raise ConversionInputError(
+                f"{redact(f.path)} is read with {module}, which is not installed. "
+                "Install zarr-dask-utils[convert]."
+            )
+        engines[engine] = f"{engines[engine]}; {why}" if engine in engines else why
+        chosen.append(engine)
+    reader = "; ".join(f"{engine} engine ({why})" for engine, why in engines.items())
+    return tuple(chosen), f"xarray {reader}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from zarr_dask_utils._core.errors import InvalidOptionError
+from zarr_dask_utils.optimize.plan_blocks import aligned_block, spread_stage
 
 __all__ = [
     "ENGINES",
@@ -182,34 +183,6 @@ class RechunkPlan:
         }
 
 
-def _aligned_block(
-    shape: tuple[int, ...],
-    itemsize: int,
-    source_chunks: tuple[int, ...],
-    write_unit: tuple[int, ...],
-    max_mem: int,
-) -> tuple[int, ...] | None:
-    """The largest block within *max_mem* made of whole source chunks *and* whole write units.
-
-    Rechunker's plan grows the write chunks from the target's side only, so it can miss a
-    direct copy that reads every source chunk once: ``(256, 16, 16) -> (1, 128, 512)`` under
-    64 MiB gets write blocks ``(64, 512, 512)`` (each source chunk read 4x, hence two stages)
-    while ``(256, 128, 512)`` holds whole chunks of both.  Per axis the least common multiple
-    of the two chunk sizes (or the whole axis), then grown by whole multiples up to *max_mem*
-    (rechunker's ``consolidate_chunks``); ``None`` when even that smallest block is too big.
-    """
-    if not shape or 0 in shape:
-        return None
-    smallest = tuple(
-        min(math.lcm(c, w), n) for c, w, n in zip(source_chunks, write_unit, shape, strict=True)
-    )
-    if math.prod(smallest) * itemsize > max_mem:
-        return None
-    from rechunker.algorithm import consolidate_chunks
-
-    return tuple(int(b) for b in consolidate_chunks(shape, smallest, itemsize, max_mem))
-
-
 def plan_rechunk(
     shape: Sequence[int],
     itemsize: int,
@@ -219,6 +192,7 @@ def plan_rechunk(
     *,
     allow_two_stage: bool,
     amplification_limit: float = 2.0,
+    threads: int = 0,
 ) -> RechunkPlan:
     """Plan copying an array from *source_chunks* to stored objects of *write_unit*.
 
@@ -236,6 +210,12 @@ def plan_rechunk(
         A temporary store is available for an intermediate copy.
     amplification_limit
         Above this read amplification of the direct copy, use two stages when allowed.
+    threads
+        Threads that will run the copy: each stage is split into at least ``2 x threads``
+        blocks where whole multiples of what it reads and writes allow (no more read
+        amplification, whole stored objects per task, the intermediate chunks shrinking to
+        a divisor if need be), so the end of a stage does not leave threads idle. ``0``
+        keeps the largest blocks within *max_mem*.
 
     Raises
     ------
@@ -267,7 +247,7 @@ def plan_rechunk(
         )
     read, inter, write = tuple(read), tuple(inter), tuple(write)
     direct = read_amplification(shape, write, source_chunks)
-    aligned = _aligned_block(shape, itemsize, source_chunks, write_unit, max_mem)
+    aligned = aligned_block(shape, itemsize, source_chunks, write_unit, max_mem)
     if aligned is not None and read_amplification(shape, aligned, source_chunks) < direct:
         read = inter = write = aligned
         direct = read_amplification(shape, write, source_chunks)
@@ -276,6 +256,15 @@ def plan_rechunk(
         stage1_block = tuple(
             r if i >= r else max((r // i) * i, i) for r, i in zip(read, inter, strict=True)
         )
+        if threads > 0:
+            b1, b2, temp = list(stage1_block), list(write), list(inter)
+            spread_stage(shape, b1, list(source_chunks), temp, 2 * threads, temp="writes")
+            spread_stage(
+                shape, b2, temp, list(write_unit), 2 * threads, temp="reads", other_block=b1
+            )
+            stage1_block, inter, stage2 = tuple(b1), tuple(temp), tuple(b2)
+        else:
+            stage2 = write
         stages = (
             RechunkStage(
                 "source",
@@ -284,10 +273,22 @@ def plan_rechunk(
                 inter,
                 read_amplification(shape, stage1_block, source_chunks),
             ),
-            RechunkStage("temp", "target", write, write, read_amplification(shape, write, inter)),
+            RechunkStage(
+                "temp", "target", stage2, stage2, read_amplification(shape, stage2, inter)
+            ),
         )
     else:
-        stages = (RechunkStage("source", "target", write, write, direct),)
+        block = list(write)
+        if threads > 0:
+            spread_stage(
+                shape, block, list(source_chunks), list(write_unit), 2 * threads, temp=None
+            )
+        one = tuple(block)
+        stages = (
+            RechunkStage(
+                "source", "target", one, one, read_amplification(shape, one, source_chunks)
+            ),
+        )
     return RechunkPlan(
         shape, itemsize, source_chunks, write_unit, int(max_mem), read, inter, write, stages, direct
     )

@@ -8,6 +8,7 @@ root last and drop the markers.  :mod:`~zarr_dask_utils.optimize.rechunk` reads 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -179,6 +180,9 @@ def open_outputs(
     return tgt_loc, tmp_loc
 
 
+_MANY = 1 << 20  # threads enough to split every block as far as it can be
+
+
 def plan_run(
     op: Operation,
     layout: TargetLayout,
@@ -189,17 +193,24 @@ def plan_run(
 ) -> RechunkRun:
     """Plan every array (rechunker's algorithm), choose the engine, derive the resume token."""
     has_temp = "temp" in op.locations
+    ours = engine in ("auto", "rechunker")
+    threads = 0  # asked only for a plan whose blocks can split: asking starts the client
     jobs: list[ArrayJob] = []
     for path, arr in arrays:
-        plan = plan_rechunk(
+        planner = functools.partial(
+            plan_rechunk,
             arr.shape,
             arr.dtype.itemsize,
             arr.chunks,
             layout.shards[path] or layout.chunks[path],
             mem,
-            allow_two_stage=has_temp and engine in ("auto", "rechunker"),
+            allow_two_stage=has_temp and ours,
             amplification_limit=limit,
         )
+        plan = planner()
+        if ours and planner(threads=_MANY) != plan:
+            threads = threads or op.threads  # >= 2 blocks per thread in every stage
+            plan = planner(threads=threads)
         temp_meta = None
         if plan.two_stage:
             temp_meta, _ = build_target_documents(
