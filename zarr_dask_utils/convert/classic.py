@@ -52,27 +52,44 @@ class ClassicArray(BackendArray):
 
 _CLASSIC_KEEP = 2  # netCDF-3 files a process keeps open (in memory) for the next region
 _classic_open: dict[tuple[str, int, str], Any] = {}
-_classic_lock = threading.Lock()
+_classic_loading: dict[tuple[str, int, str], threading.Lock] = {}  # one download per file
+_classic_lock = threading.Lock()  # guards the two dicts only, never held while downloading
 
 
 def _classic_file(source: SourceFile) -> Any:
-    """*source* opened by scipy in this process (its values read whole), kept for reuse."""
+    """*source* opened by scipy in this process (its values read whole), kept for reuse.
+
+    Threads asking for the same file wait for its one download; a file already kept, or
+    another file, does not wait for it.
+    """
     from dask.base import tokenize
 
     key = (source.path, source.nbytes, tokenize(dict(source.storage_options or {})))
     with _classic_lock:
         opened = _classic_open.get(key)
-        if opened is None:
-            import scipy.io
+        if opened is not None:
+            return opened
+        loading = _classic_loading.setdefault(key, threading.Lock())
+    with loading:
+        with _classic_lock:
+            opened = _classic_open.get(key)
+        if opened is not None:  # another thread downloaded it meanwhile
+            return opened
+        import scipy.io
 
+        try:
             with open_input(source) as fobj:
                 try:
                     opened = scipy.io.netcdf_file(fobj, "r", mmap=False)
                 except Exception as err:
                     raise _remote_error(err, source.path) from err
-            while len(_classic_open) >= _CLASSIC_KEEP:
-                _classic_open.pop(next(iter(_classic_open)))
-            _classic_open[key] = opened
+            with _classic_lock:
+                while len(_classic_open) >= _CLASSIC_KEEP:
+                    _classic_open.pop(next(iter(_classic_open)))
+                _classic_open[key] = opened
+        finally:
+            with _classic_lock:
+                _classic_loading.pop(key, None)
         return opened
 
 
